@@ -1,0 +1,103 @@
+"""rpx.datasets on a small npz the test writes and on tfds.testing.mock_data."""
+
+import numpy as np
+import pytest
+
+from rpx import datasets
+
+
+def _write(tmp_path, name="cifar10-test.npz", n=6, **override):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "image": rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8),
+        "label": (np.arange(n) % 3).astype(np.uint8),
+    }
+    arrays.update(override)
+    np.savez(tmp_path / name, **arrays)
+    return arrays
+
+
+def test_npz_source_and_load_arrays(tmp_path):
+    arrays = _write(tmp_path)
+    src = datasets.source("cifar10", "test", data_dir=str(tmp_path))
+    assert len(src) == 6
+    ex = src[4]
+    np.testing.assert_array_equal(ex["image"], arrays["image"][4])
+    assert ex["label"] == 1 and isinstance(ex["label"], int)
+    with pytest.raises(IndexError):
+        src[6]
+
+    images, labels = datasets.load_arrays("cifar10", "test", data_dir=tmp_path)
+    assert images.dtype == np.uint8 and images.shape == (6, 8, 8, 3)
+    assert labels.dtype == np.int32
+    np.testing.assert_array_equal(labels, arrays["label"])
+
+    images, labels = datasets.load_arrays("cifar10", "test", str(tmp_path), indices=[5, 0])
+    np.testing.assert_array_equal(images, arrays["image"][[5, 0]])
+    np.testing.assert_array_equal(labels, [2, 0])
+
+
+def test_missing_dir_and_file_say_how_to_make_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="decode.py"):
+        datasets.source("cifar10", "train", data_dir=str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="data_dir"):
+        datasets.source("cifar10", "train", data_dir=str(tmp_path / "nope"))
+    _write(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"cifar10-train\.npz.*decode\.py"):
+        datasets.source("cifar10", "train", data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"image": np.zeros((6, 8, 8), np.uint8)}, r"\[N, H, W, 3\]"),
+        ({"image": np.zeros((6, 8, 8, 3), np.float32)}, "uint8"),
+        ({"label": np.zeros((5,), np.int64)}, "6 examples but `label` has 5"),
+        ({"label": np.zeros((6, 1), np.int64)}, r"shape \[N\]"),
+        ({"label": np.full((6,), 0.5)}, "integers"),
+    ],
+)
+def test_bad_arrays_name_the_file_and_problem(tmp_path, override, message):
+    _write(tmp_path, **override)
+    with pytest.raises(ValueError, match=message) as info:
+        datasets.source("cifar10", "test", data_dir=str(tmp_path))
+    assert "cifar10-test.npz" in str(info.value)
+
+
+def test_missing_key(tmp_path):
+    np.savez(tmp_path / "cifar10-test.npz", image=np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="missing key.*label"):
+        datasets.source("cifar10", "test", data_dir=str(tmp_path))
+
+
+def test_bad_indices(tmp_path):
+    _write(tmp_path)
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 6\)"):
+        datasets.load_arrays("cifar10", "test", str(tmp_path), indices=[0, 6])
+    with pytest.raises(ValueError, match="indices"):
+        datasets.load_arrays("cifar10", "test", str(tmp_path), indices=[0.5])
+    with pytest.raises(ValueError, match="split"):
+        datasets.source("cifar10", "", str(tmp_path))
+
+
+def test_tfds_mock_data():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=5):
+        src = datasets.source("cifar10", "train")
+        assert len(src) == 5
+        assert src[0]["image"].shape == (32, 32, 3)
+        images, labels = datasets.load_arrays("cifar10", "train", indices=[1, 3])
+    assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.shape == (2,) and labels.dtype == np.int32
+    assert ((labels >= 0) & (labels < 10)).all()
+
+
+def test_tfds_not_prepared_says_what_to_do(tmp_path, monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="tfds build imagenet2012") as info:
+        datasets.source("imagenet2012", "validation")
+    assert "manual" in str(info.value)
+    with pytest.raises(ValueError, match="not a tensorflow-datasets name"):
+        datasets.source("no_such_dataset_xyz", "train")
+    del tfds
