@@ -1,0 +1,135 @@
+"""Input validation for `rpx.attack`: clear ValueErrors naming the argument at fault.
+
+Shape checks always run. Checks on values (label ranges, finiteness, value_range) run
+only on concrete arrays, so `rpx.attack` still works under the caller's `jax.jit`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rpx import encoding, search
+
+RESTRICTIONS = ("table", "restore")
+
+
+def check_config(config) -> None:
+    """Raise ValueError for an AttackConfig field out of its domain."""
+    _positive_int("pixels", config.pixels, 1)
+    _positive_int("population", config.population, 4)
+    _positive_int("generations", config.generations, 0)
+    if config.chunk_size is not None:
+        _positive_int("chunk_size", config.chunk_size, 1)
+    lo_hi = _pair("mutation", config.mutation)
+    if not 0.0 <= lo_hi[0] <= lo_hi[1] <= 2.0:
+        raise ValueError(f"mutation must satisfy 0 <= lo <= hi <= 2, got {config.mutation}")
+    if not (isinstance(config.crossover, int | float) and 0.0 <= config.crossover <= 1.0):
+        raise ValueError(f"crossover must be a number in [0, 1], got {config.crossover!r}")
+    lo, hi = _pair("value_range", config.value_range)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"value_range must be finite with lo < hi, got {config.value_range}")
+    _one_of("strategy", config.strategy, search.STRATEGIES)
+    _one_of("init", config.init, search.INITS)
+    _one_of("restriction", config.restriction, RESTRICTIONS)
+    _one_of("encoding", config.encoding, encoding.ENCODINGS)
+
+
+def check_inputs(predict, images, labels, region, target, config):
+    """Validated (images, labels int32, region bool or None, target int32 or None)."""
+    if not callable(predict):
+        raise ValueError(f"predict must be callable, got {type(predict).__name__}")
+    images = _as_array(images)
+    if images.ndim != 4:
+        raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
+    kind = images.dtype
+    if not (jnp.issubdtype(kind, jnp.integer) or jnp.issubdtype(kind, jnp.floating)):
+        raise ValueError(f"images must be an integer or float array, got dtype {images.dtype}")
+    n, h, w, c = images.shape
+    if n == 0 or h == 0 or w == 0 or c == 0:
+        raise ValueError(f"images must not have an empty dimension, got shape {images.shape}")
+    num_classes = _num_classes(predict, h, w, c)
+
+    labels = _class_vector("labels", labels, n, num_classes)
+    if target is not None:
+        target = _class_vector("target", target, n, num_classes)
+        if _concrete(labels, target) and np.any(np.asarray(labels) == np.asarray(target)):
+            bad = np.flatnonzero(np.asarray(labels) == np.asarray(target))
+            raise ValueError(f"target must differ from labels; equal at image indices {bad[:10]}")
+    if region is not None:
+        region = _as_array(region)
+        if region.dtype != bool:
+            raise ValueError(f"region must be a bool mask, got dtype {region.dtype}")
+        if region.shape not in ((h, w), (n, h, w)):
+            raise ValueError(
+                f"region must be [N, H, W] = {(n, h, w)} or [H, W] = {(h, w)}, got {region.shape}"
+            )
+
+    if _concrete(images):
+        values = np.asarray(images)
+        if not np.all(np.isfinite(values)):
+            bad = np.flatnonzero(~np.isfinite(values).reshape(n, -1).all(1))
+            raise ValueError(f"images must be finite; non-finite values in images {bad[:10]}")
+        lo, hi = config.value_range
+        if values.min() < lo or values.max() > hi:
+            raise ValueError(
+                f"images must lie in value_range {config.value_range}, got values in "
+                f"[{values.min()}, {values.max()}]"
+            )
+    return images, labels, region, target
+
+
+def _num_classes(predict, h, w, c) -> int:
+    try:
+        out = jax.eval_shape(predict, jax.ShapeDtypeStruct((2, h, w, c), jnp.float32))
+    except Exception as error:  # the user's function failed on the images' shape
+        raise ValueError(f"predict failed on float32 [B, {h}, {w}, {c}] input: {error}") from error
+    shape = getattr(out, "shape", None)
+    if shape is None or len(shape) != 2 or shape[0] != 2:
+        raise ValueError(f"predict must map [B, H, W, C] to probabilities [B, K], got {shape}")
+    return shape[1]
+
+
+def _class_vector(name, values, n, num_classes):
+    values = _as_array(values)
+    if values.shape != (n,):
+        raise ValueError(f"{name} must be [N] = ({n},), got shape {values.shape}")
+    if not jnp.issubdtype(values.dtype, jnp.integer):
+        raise ValueError(f"{name} must be integers, got dtype {values.dtype}")
+    if _concrete(values):
+        v = np.asarray(values)
+        if v.min() < 0 or v.max() >= num_classes:
+            raise ValueError(
+                f"{name} must be class indices in [0, {num_classes}), got values in "
+                f"[{v.min()}, {v.max()}]"
+            )
+    return values.astype(jnp.int32)
+
+
+def _as_array(x):
+    return x if isinstance(x, jax.Array) else jnp.asarray(x)
+
+
+def _concrete(*arrays) -> bool:
+    return not any(isinstance(a, jax.core.Tracer) for a in arrays)
+
+
+def _positive_int(name, value, least):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+
+
+def _pair(name, value):
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (lo, hi) of numbers, got {value!r}") from None
+    return lo, hi
+
+
+def _one_of(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
