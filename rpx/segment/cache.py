@@ -1,0 +1,135 @@
+"""Mask cache: masks of a dataset split computed once, stored as npz, loaded by index.
+
+File layout (one `.npz`, written atomically):
+  `masks`  uint8 [N, H, ceil(W / 8)]  np.packbits of the bool masks along W
+  `paths`  int8 [N]                   path code per image (rpx.segment.PATHS)
+  `meta`   0-d str                    JSON: method, settings, dataset, split, shape, ...
+
+The settings that made the masks are recorded, so a cache built with other settings is
+refused rather than silently mixed with fresh masks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from rpx.segment.grabcut import PATHS, GrabCutSettings, grabcut, path_counts
+
+FORMAT_VERSION = 1
+
+
+def save_masks(path: str, masks, paths, settings: dict, **info) -> None:
+    """Write a mask cache.
+
+    Args:
+      path: output `.npz` file (its folder is created).
+      masks: bool [N, H, W], True = foreground.
+      paths: int [N] path codes in [0, len(PATHS)).
+      settings: dict of the settings that made the masks (e.g. GrabCutSettings.to_dict()).
+      **info: JSON-serialisable extras recorded with them (method, dataset, split, ...).
+    """
+    masks = np.asarray(masks)
+    paths = np.asarray(paths)
+    if masks.dtype != bool or masks.ndim != 3:
+        raise ValueError(f"masks must be bool [N, H, W], got {masks.dtype} {masks.shape}")
+    if paths.shape != masks.shape[:1]:
+        raise ValueError(f"paths must have shape [{masks.shape[0]}], got {paths.shape}")
+    if paths.size and (paths.min() < 0 or paths.max() >= len(PATHS)):
+        raise ValueError(
+            f"paths must be codes in [0, {len(PATHS)}), got {paths.min()}..{paths.max()}"
+        )
+    if not isinstance(settings, dict):
+        raise ValueError(f"settings must be a dict, got {type(settings).__name__}")
+    meta = dict(info, settings=settings, shape=list(masks.shape), version=FORMAT_VERSION)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    # Write next to the target and rename: a crash never leaves a half-written cache.
+    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(
+                f,
+                masks=np.packbits(masks, axis=-1),
+                paths=paths.astype(np.int8),
+                meta=np.array(json.dumps(meta, sort_keys=True)),
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+class MaskCache:
+    """Read access to a mask cache: `cache[indices] -> bool [len(indices), H, W]`.
+
+    Args:
+      path: the `.npz` written by `save_masks` / `build_cache`.
+      settings: if given (dict or GrabCutSettings), the recorded settings must equal it,
+        else ValueError (the cache was built with other settings).
+
+    Attributes:
+      paths: int8 [N] path code per image; meta: the recorded JSON dict;
+      settings: meta["settings"]; shape: (N, H, W).
+    """
+
+    def __init__(self, path: str, settings: dict | GrabCutSettings | None = None):
+        if not os.path.isfile(path):
+            raise ValueError(f"path: no mask cache at {path}")
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"masks", "paths", "meta"} - set(data.files)
+            if missing:
+                raise ValueError(f"path: {path} is not a mask cache (missing {sorted(missing)})")
+            self._packed = data["masks"]
+            self.paths = data["paths"]
+            self.meta = json.loads(str(data["meta"]))
+        self.path = path
+        self.settings = self.meta["settings"]
+        self.shape = tuple(self.meta["shape"])
+        if isinstance(settings, GrabCutSettings):
+            settings = settings.to_dict()
+        if settings is not None and settings != self.settings:
+            raise ValueError(
+                f"settings: {path} was built with {self.settings}, not the requested {settings}"
+            )
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, indices) -> np.ndarray:
+        """An int gives bool [H, W]; an int array [M] (or slice) gives bool [M, H, W]."""
+        if isinstance(indices, slice):
+            indices = np.arange(len(self))[indices]
+        idx = np.asarray(indices)
+        if not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"indices must be integers, got {idx.dtype}")
+        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise ValueError(f"indices must lie in [0, {len(self)}), got {idx.min()}..{idx.max()}")
+        width = self.shape[2]
+        return np.unpackbits(self._packed[idx], axis=-1, count=width).astype(bool)
+
+    def path_counts(self) -> dict[str, int]:
+        """How many cached masks came from each path."""
+        return path_counts(self.paths)
+
+
+def build_cache(
+    images,
+    path: str,
+    settings: GrabCutSettings | None = None,
+    *,
+    workers: int | None = None,
+    **info,
+) -> MaskCache:
+    """GrabCut masks for uint8 [N, H, W, 3] images, saved to `path`; returns the cache.
+
+    `info` (e.g. dataset="cifar10", split="test") is recorded with the settings.
+    """
+    settings = settings or GrabCutSettings()
+    masks, paths = grabcut(images, settings, workers=workers, return_paths=True)
+    save_masks(path, masks, paths, settings.to_dict(), method="grabcut", **info)
+    return MaskCache(path, settings)

@@ -1,0 +1,107 @@
+import os
+
+import numpy as np
+import pytest
+
+from rpx.segment import GrabCutSettings
+from rpx.segment.__main__ import main
+from rpx.segment.cache import MaskCache, build_cache, save_masks
+from rpx.segment.synthetic import planted_discs
+
+
+def test_round_trip_by_index(tmp_path):
+    rng = np.random.default_rng(0)
+    masks = rng.random((7, 10, 13)) < 0.4  # width not a multiple of 8: packbits padding
+    paths = rng.integers(0, 3, 7).astype(np.int8)
+    settings = GrabCutSettings(upscale=2).to_dict()
+    path = str(tmp_path / "sub" / "m.npz")
+    save_masks(path, masks, paths, settings, dataset="toy", split="test")
+    cache = MaskCache(path, settings)
+    assert len(cache) == 7 and cache.shape == (7, 10, 13)
+    assert (cache[np.arange(7)] == masks).all()
+    assert (cache[[5, 1, 1]] == masks[[5, 1, 1]]).all()
+    assert cache[3].shape == (10, 13) and (cache[3] == masks[3]).all()
+    assert (cache[2:5] == masks[2:5]).all()
+    assert (cache.paths == paths).all()
+    assert cache.meta["dataset"] == "toy" and cache.settings == settings
+    assert sum(cache.path_counts().values()) == 7
+    assert not [f for f in os.listdir(tmp_path / "sub") if f != "m.npz"]  # no temp files left
+
+
+def test_settings_mismatch_and_bad_input(tmp_path):
+    path = str(tmp_path / "m.npz")
+    masks = np.zeros((2, 8, 8), bool)
+    save_masks(path, masks, np.zeros(2, np.int8), GrabCutSettings().to_dict())
+    with pytest.raises(ValueError, match="settings"):
+        MaskCache(path, GrabCutSettings(upscale=1))
+    cache = MaskCache(path, GrabCutSettings())
+    with pytest.raises(ValueError, match="indices"):
+        cache[[0, 2]]
+    with pytest.raises(ValueError, match="indices"):
+        cache[np.array([0.5])]
+    with pytest.raises(ValueError, match="path"):
+        MaskCache(str(tmp_path / "missing.npz"))
+    with pytest.raises(ValueError, match="masks"):
+        save_masks(path, masks.astype(np.uint8), np.zeros(2), {})
+    with pytest.raises(ValueError, match="paths"):
+        save_masks(path, masks, np.array([0, 5]), {})
+    with pytest.raises(ValueError, match="settings"):
+        save_masks(path, masks, np.zeros(2), "upscale=4")
+
+
+def test_build_cache(tmp_path):
+    images, truth = planted_discs(np.random.default_rng(1), 4, 32, 1.0)
+    cache = build_cache(images, str(tmp_path / "c.npz"), workers=1, dataset="planted")
+    assert cache.meta["method"] == "grabcut" and cache.meta["dataset"] == "planted"
+    assert (cache[np.arange(4)] == cache[[0, 1, 2, 3]]).all()
+    assert (cache[np.arange(4)] & truth).sum() > 0.8 * truth.sum()
+
+
+def _write_split(folder, count=5):
+    images, _ = planted_discs(np.random.default_rng(2), count, 32, 1.0)
+    labels = np.arange(count, dtype=np.uint8) % 10
+    np.savez(os.path.join(folder, "cifar10-test.npz"), image=images, label=labels)
+    return images
+
+
+def test_cli_builds_and_reuses_cache(tmp_path, capsys):
+    _write_split(tmp_path)
+    out = str(tmp_path / "masks" / "cifar10-test.npz")
+    args = ["--dataset=cifar10", "--split=test", f"--out={out}", "--data-dir", str(tmp_path)]
+    assert main([*args, "--workers", "1", "--upscale", "2"]) == 0
+    assert "images/s" in capsys.readouterr().out
+    cache = MaskCache(out, GrabCutSettings(upscale=2))
+    assert len(cache) == 5 and cache.meta["split"] == "test"
+    assert main([*args, "--upscale", "2"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    # Same file, other settings: refused without --force, rebuilt with it.
+    assert main(args) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main([*args, "--limit", "3", "--force", "--workers", "1"]) == 0
+    assert len(MaskCache(out, GrabCutSettings())) == 3
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--margin", "0.7"], "margin"),
+        (["--limit", "0"], "--limit"),
+        (["--workers", "0"], "--workers"),
+    ],
+)
+def test_cli_bad_arguments(tmp_path, capsys, extra, message):
+    _write_split(tmp_path, 2)
+    out = str(tmp_path / "m.npz")
+    args = ["--dataset=cifar10", "--split=test", f"--out={out}", "--data-dir", str(tmp_path)]
+    assert main([*args, *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not os.path.exists(out)
+
+
+def test_cli_missing_data(tmp_path, capsys):
+    out = str(tmp_path / "m.npz")
+    args = ["--dataset=cifar10", "--split=train", f"--out={out}", "--data-dir", str(tmp_path)]
+    assert main(args) == 2
+    assert "cifar10-train.npz" in capsys.readouterr().err
+    assert main(["--dataset=cifar10", "--split=test", "--out=x.txt"]) == 2
+    assert "--out" in capsys.readouterr().err
