@@ -1,0 +1,65 @@
+"""Planted-vulnerability classifiers: tiny `predict` functions whose weak spot is known.
+
+Each one flips only when a pixel inside a known patch takes (nearly) a known colour, so
+a test knows exactly where and what a successful attack must change.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+RED = jnp.array([255.0, 0.0, 0.0])
+BLUE = jnp.array([0.0, 0.0, 255.0])
+
+
+def closeness(images, patch, color):
+    """[B]: max over the patch's pixels of 1 - distance to `color` / 200, floored at 0."""
+    (r0, r1), (c0, c1) = patch
+    pixels = images[:, r0:r1, c0:c1, :]
+    distance = jnp.sqrt(jnp.sum((pixels - color) ** 2, axis=-1))
+    return jnp.max(jnp.maximum(0.0, 1.0 - distance / 200.0), axis=(1, 2))
+
+
+def one_pixel_model(patch=((2, 5), (3, 6)), color=RED):
+    """Two classes: 1 once a patch pixel is within 50 of `color`, else 0."""
+
+    def predict(images):
+        z = 20.0 * (closeness(images, patch, color) - 0.75)
+        return jax.nn.softmax(jnp.stack([jnp.zeros_like(z), z], axis=-1), axis=-1)
+
+    return predict
+
+
+def three_class_model(patch=((2, 5), (3, 6))):
+    """Class 0 by default, 1 for a red patch pixel, 2 for a blue one."""
+
+    def predict(images):
+        red = 20.0 * (closeness(images, patch, RED) - 0.75)
+        blue = 20.0 * (closeness(images, patch, BLUE) - 0.75)
+        return jax.nn.softmax(jnp.stack([jnp.zeros_like(red), red, blue], axis=-1), axis=-1)
+
+    return predict
+
+
+def two_pixel_model(patch_a=((0, 3), (0, 3)), patch_b=((5, 8), (5, 8))):
+    """Class 1 only when a pixel of patch A is red AND a pixel of patch B is blue."""
+
+    def predict(images):
+        both = closeness(images, patch_a, RED) + closeness(images, patch_b, BLUE)
+        z = 20.0 * (both - 1.5)
+        return jax.nn.softmax(jnp.stack([jnp.zeros_like(z), z], axis=-1), axis=-1)
+
+    return predict
+
+
+def grey_images(n, h=8, w=8, seed=0, dtype=np.uint8):
+    """[N, H, W, 3] mid-grey images with a little noise: far from RED and BLUE."""
+    rng = np.random.default_rng(seed)
+    return (120 + rng.integers(0, 16, (n, h, w, 3))).astype(dtype)
+
+
+def patch_mask(h, w, patch):
+    (r0, r1), (c0, c1) = patch
+    mask = np.zeros((h, w), bool)
+    mask[r0:r1, c0:c1] = True
+    return mask

@@ -1,0 +1,212 @@
+"""rpx.attack against planted classifiers whose vulnerable pixel and colour are known."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rpx
+from tests.rpx import planted
+
+FAST = rpx.AttackConfig(population=24, generations=40)
+PATCH = ((2, 5), (3, 6))
+# One predict object per model and one config keep tests on the same compiled program.
+ONE_PIXEL = planted.one_pixel_model(PATCH)
+N = 4
+
+
+def in_patch(positions, patch=PATCH):
+    (r0, r1), (c0, c1) = patch
+    r, c = positions[..., 0], positions[..., 1]
+    return (r >= r0) & (r < r1) & (c >= c0) & (c < c1)
+
+
+def test_untargeted_finds_the_planted_pixel_and_colour():
+    predict = ONE_PIXEL
+    images = planted.grey_images(N)
+    result = rpx.attack(predict, images, np.zeros(N, np.int32), config=FAST, key=jax.random.key(0))
+
+    assert result.success.all()
+    assert in_patch(np.asarray(result.positions[:, 0])).all()
+    distance = np.linalg.norm(np.asarray(result.colors[:, 0]) - np.asarray(planted.RED), axis=-1)
+    assert (distance < 50).all()
+    # probs is the classifier's output on the returned image, and it is fooled.
+    np.testing.assert_allclose(
+        result.probs, predict(jnp.asarray(result.adversarial, jnp.float32)), atol=1e-6
+    )
+    assert (np.argmax(result.probs, -1) != 0).all()
+    assert result.adversarial.dtype == np.uint8
+
+
+def test_targeted_reaches_the_target_not_just_any_other_class():
+    predict = planted.three_class_model(PATCH)
+    images = planted.grey_images(4)
+    labels = np.zeros(4, np.int32)
+    target = np.array([2, 1, 2, 1], np.int32)
+    result = rpx.attack(predict, images, labels, target=target, config=FAST, key=jax.random.key(1))
+
+    assert result.success.all()
+    np.testing.assert_array_equal(np.argmax(result.probs, -1), target)
+    wanted = np.where(target[:, None] == 2, np.asarray(planted.BLUE), np.asarray(planted.RED))
+    assert (np.linalg.norm(np.asarray(result.colors[:, 0]) - wanted, axis=-1) < 50).all()
+    # Targeted fitness is p[target]: the curve rises and ends at the returned probability.
+    curve = np.asarray(result.fitness_curve)
+    assert (np.diff(curve, axis=1) >= 0).all()
+    np.testing.assert_allclose(
+        curve[:, -1], np.asarray(result.probs)[np.arange(4), target], rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("restriction", ["table", "restore"])
+def test_region_excluding_the_patch_never_succeeds(restriction):
+    images = planted.grey_images(N)
+    outside = ~planted.patch_mask(8, 8, PATCH)
+    config = dataclasses.replace(FAST, restriction=restriction)
+    result = rpx.attack(
+        ONE_PIXEL,
+        images,
+        np.zeros(N, np.int32),
+        region=outside,
+        config=config,
+        key=jax.random.key(2),
+    )
+
+    assert not result.success.any()
+    changed = (np.asarray(result.adversarial) != images).any(-1)
+    assert changed.any() and not (changed & ~outside).any()
+    np.testing.assert_array_equal(result.generations, 41)
+    np.testing.assert_array_equal(result.queries, 41 * 24)
+
+
+def test_region_holding_only_the_patch_succeeds_inside_it():
+    images = planted.grey_images(N)
+    region = planted.patch_mask(8, 8, PATCH)
+    for encoding in rpx.encoding.ENCODINGS:
+        config = dataclasses.replace(FAST, encoding=encoding)
+        result = rpx.attack(
+            ONE_PIXEL,
+            images,
+            np.zeros(N, np.int32),
+            region=region,
+            config=config,
+            key=jax.random.key(3),
+        )
+        assert result.success.all(), encoding
+        assert in_patch(np.asarray(result.positions[:, 0])).all(), encoding
+
+
+def test_two_pixel_vulnerability_needs_more_than_one_pixel():
+    predict = planted.two_pixel_model()
+    images = planted.grey_images(3)
+    labels = np.zeros(3, np.int32)
+    one = rpx.attack(
+        predict,
+        images,
+        labels,
+        config=rpx.AttackConfig(population=24, generations=30),
+        key=jax.random.key(4),
+    )
+    three = rpx.attack(
+        predict,
+        images,
+        labels,
+        config=rpx.AttackConfig(pixels=3, population=60, generations=80),
+        key=jax.random.key(4),
+    )
+
+    assert not one.success.any()
+    assert three.success.all()
+    assert ((np.asarray(three.adversarial) != images).any(-1).sum((1, 2)) <= 3).all()
+
+
+def test_empty_region_returns_the_image_unchanged_with_no_queries():
+    predict = ONE_PIXEL
+    images = planted.grey_images(N)
+    region = np.ones((N, 8, 8), bool)
+    region[1] = False
+    result = rpx.attack(
+        predict, images, np.zeros(N, np.int32), region=region, config=FAST, key=jax.random.key(5)
+    )
+
+    assert not result.success[1]
+    np.testing.assert_array_equal(result.adversarial[1], images[1])
+    assert result.queries[1] == 0 and result.generations[1] == 0
+    assert np.isnan(result.fitness_curve[1]).all()
+    np.testing.assert_array_equal(result.positions[1], -1)
+    np.testing.assert_allclose(result.probs[1], predict(jnp.asarray(images[1:2], jnp.float32))[0])
+    assert np.asarray(result.success)[[0, 2, 3]].all()
+
+
+def test_early_stop_counts_and_curve_are_consistent():
+    images = planted.grey_images(N, seed=6)
+    result = rpx.attack(
+        ONE_PIXEL, images, np.zeros(N, np.int32), config=FAST, key=jax.random.key(6)
+    )
+    gens, curve = np.asarray(result.generations), np.asarray(result.fitness_curve)
+
+    np.testing.assert_array_equal(result.queries, gens * 24)
+    assert ((gens >= 1) & (gens <= 41)).all()
+    assert curve.shape == (N, 41)
+    assert (np.diff(curve, axis=1) <= 0).all()  # untargeted: best p[label] never rises
+    for i, g in enumerate(gens):
+        assert (curve[i, g - 1 :] == curve[i, -1]).all()  # repeated after the stop
+        if result.success[i] and g > 1:
+            assert curve[i, g - 2] > curve[i, g - 1]  # the success improved the best
+    np.testing.assert_allclose(curve[:, -1], np.asarray(result.probs)[:, 0], rtol=1e-6)
+    # An image stops only by succeeding or by spending the whole budget.
+    assert (np.asarray(result.success) | (gens == 41)).all()
+
+
+def test_float_images_keep_dtype_and_custom_value_range():
+    predict = lambda x: planted.one_pixel_model(PATCH)(x * 255.0)  # noqa: E731
+    images = planted.grey_images(3, dtype=np.float32) / 255.0
+    config = rpx.AttackConfig(population=24, generations=40, value_range=(0.0, 1.0))
+    result = rpx.attack(
+        predict, images, np.zeros(3, np.int32), config=config, key=jax.random.key(7)
+    )
+
+    assert result.success.all()
+    assert result.adversarial.dtype == np.float32
+    assert float(result.adversarial.min()) >= 0.0 and float(result.adversarial.max()) <= 1.0
+
+
+def test_same_key_same_result_and_results_do_not_depend_on_batch_companions():
+    predict, config = ONE_PIXEL, FAST
+    images = planted.grey_images(N)
+    labels = np.zeros(N, np.int32)
+    a = rpx.attack(predict, images, labels, config=config, key=jax.random.key(8))
+    b = rpx.attack(predict, images, labels, config=config, key=jax.random.key(8))
+    few = rpx.attack(predict, images[:2], labels[:2], config=config, key=jax.random.key(8))
+
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(few), strict=True):
+        np.testing.assert_array_equal(x[:2], y)
+    other = rpx.attack(predict, images, labels, config=config, key=jax.random.key(9))
+    assert not np.array_equal(a.fitness_curve, other.fitness_curve)
+
+
+def test_works_inside_the_callers_jit_and_compiles_once():
+    traces = []
+
+    def predict(x):
+        traces.append(x.shape)
+        return planted.one_pixel_model(PATCH)(x)
+
+    images = planted.grey_images(2)
+    labels = np.zeros(2, np.int32)
+    config = FAST
+    rpx.attack(predict, images, labels, config=config, key=jax.random.key(0))
+    first = len(traces)
+    again = rpx.attack(predict, images + 1, labels, config=config, key=jax.random.key(1))
+    assert len(traces) == first  # same shapes and config: no retrace
+    assert first > 0
+
+    @jax.jit
+    def outer(images, labels, key):
+        return rpx.attack(predict, images, labels, config=config, key=key).fitness_curve
+
+    inside = outer(jnp.asarray(images + 1), jnp.asarray(labels), jax.random.key(1))
+    np.testing.assert_allclose(inside, again.fitness_curve)

@@ -1,0 +1,88 @@
+"""Invariants of rpx.attack over random masks, pixel counts and image sizes."""
+
+import jax
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rpx
+
+SHAPES = [(5, 7), (8, 8)]
+
+
+def _linear_models():
+    # A fixed random softmax-linear classifier per image shape: smooth, many classes.
+    models = {}
+    for h, w in SHAPES:
+        weights = np.random.default_rng(h * w).normal(size=(h * w * 3, 4)).astype(np.float32)
+
+        def predict(x, weights=weights):
+            return jax.nn.softmax((x.reshape(x.shape[0], -1) / 255.0 - 0.5) @ weights, axis=-1)
+
+        models[h, w] = predict
+    return models
+
+
+MODELS = _linear_models()
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    shape=st.sampled_from(SHAPES),
+    pixels=st.integers(1, 3),
+    encoding=st.sampled_from(rpx.encoding.ENCODINGS),
+    restriction=st.sampled_from(["table", "restore"]),
+    targeted=st.booleans(),
+)
+def test_only_region_pixels_change_at_most_k_within_range(
+    data, shape, pixels, encoding, restriction, targeted
+):
+    h, w = shape
+    n = 3
+    seed = data.draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    density = data.draw(st.sampled_from([0.0, 0.05, 0.3, 1.0]))
+    region = rng.random((n, h, w)) < density
+    images = rng.integers(0, 256, (n, h, w, 3)).astype(np.uint8)
+    labels = rng.integers(0, 4, n).astype(np.int32)
+    target = (labels + 1) % 4 if targeted else None
+    config = rpx.AttackConfig(
+        pixels=pixels, population=8, generations=3, encoding=encoding, restriction=restriction
+    )
+    result = rpx.attack(
+        MODELS[shape],
+        images,
+        labels,
+        region=region,
+        target=target,
+        config=config,
+        key=jax.random.key(seed),
+    )
+
+    adversarial = np.asarray(result.adversarial)
+    changed = (adversarial != images).any(-1)
+    assert not (changed & ~region).any()
+    assert (changed.sum((1, 2)) <= pixels).all()
+    assert adversarial.dtype == np.uint8  # so values stay within value_range (0, 255)
+    positions = np.asarray(result.positions)
+    used = positions[..., 0] >= 0
+    rows, cols = np.where(used, positions[..., 0], 0), np.where(used, positions[..., 1], 0)
+    assert region[np.arange(n)[:, None], rows, cols][used].all()
+    assert changed.sum((1, 2)).max(initial=0) <= used.sum(1).max(initial=0)
+
+    empty = ~region.any((1, 2))
+    gens = np.asarray(result.generations)
+    np.testing.assert_array_equal(gens[empty], 0)
+    np.testing.assert_array_equal(adversarial[empty], images[empty])
+    assert not np.asarray(result.success)[empty].any()
+    assert ((gens[~empty] >= 1) & (gens[~empty] <= 4)).all()
+    np.testing.assert_array_equal(result.queries, gens * 8)
+    curve = np.asarray(result.fitness_curve)
+    assert np.isnan(curve[empty]).all() and np.isfinite(curve[~empty]).all()
+    steps = np.diff(curve[~empty], axis=1)
+    assert (steps >= 0).all() if targeted else (steps <= 0).all()
+    success = np.asarray(result.success)
+    predicted = np.asarray(result.probs).argmax(-1)
+    expected = predicted == target if targeted else predicted != labels
+    np.testing.assert_array_equal(success[~empty], expected[~empty])
