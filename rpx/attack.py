@@ -147,6 +147,7 @@ def fused_attack(predict, config, images, labels, region, target, key, index) ->
     has_region = lookup.region.any(-1)
     pixels = images.astype(jnp.float32)
     chunk = chunk_size(config, images.shape, n * pop)
+    tail = max(1, chunk // 8)
     goal = labels if target is None else target
 
     def decode(genes, image_index):
@@ -159,25 +160,33 @@ def fused_attack(predict, config, images, labels, region, target, key, index) ->
         )
 
     def evaluate(genes, live):
-        # Live images first; run only the chunks that hold their candidates.
+        # Live images first; run only the chunks that hold their candidates: full chunks,
+        # then small ones for the remainder, so padding wastes fewer than `tail` calls.
         order = jnp.argsort(~live, stable=True)
-        rows = -(-(n * pop) // chunk) * chunk
+        # One spare tail of rows: the last tail chunk may run past n * pop (never past this).
+        rows = -(-(n * pop) // chunk) * chunk + tail
         slot = jnp.arange(rows)
         image_of = order[jnp.minimum(slot // pop, n - 1)]
         source = image_of * pop + slot % pop
         flat_genes = genes.reshape(n * pop, -1)
 
-        def run_chunk(i, out):
-            at = i * chunk
-            who = jax.lax.dynamic_slice(image_of, (at,), (chunk,))
-            genes_i = flat_genes[jax.lax.dynamic_slice(source, (at,), (chunk,))]
-            flat, colors, changed = jax.vmap(decode)(genes_i, who)
-            candidates = jax.vmap(encoding.apply)(pixels[who], flat, colors, changed)
-            return jax.lax.dynamic_update_slice(out, predict(candidates).astype(out.dtype), (at, 0))
+        def run(size):
+            def run_chunk(at, out):
+                who = jax.lax.dynamic_slice(image_of, (at,), (size,))
+                genes_i = flat_genes[jax.lax.dynamic_slice(source, (at,), (size,))]
+                flat, colors, changed = jax.vmap(decode)(genes_i, who)
+                candidates = jax.vmap(encoding.apply)(pixels[who], flat, colors, changed)
+                probs = predict(candidates).astype(out.dtype)
+                return jax.lax.dynamic_update_slice(out, probs, (at, 0))
 
-        num_chunks = -(-(live.sum() * pop) // chunk)
+            return run_chunk
+
+        total = live.sum() * pop
+        full = total // chunk
         out = jnp.zeros((rows, num_classes), jnp.float32)
-        out = jax.lax.fori_loop(0, num_chunks, run_chunk, out)
+        out = jax.lax.fori_loop(0, full, lambda i, o: run(chunk)(i * chunk, o), out)
+        rest = -(-(total - full * chunk) // tail)
+        out = jax.lax.fori_loop(0, rest, lambda i, o: run(tail)(full * chunk + i * tail, o), out)
         return out[: n * pop].reshape(n, pop, num_classes)[jnp.argsort(order)]
 
     def judge(probs):

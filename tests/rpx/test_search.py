@@ -33,3 +33,38 @@ def test_strategy_settings_map_to_evosax_params():
     assert best.elitism and not rand.elitism
     assert (best.differential_weight_min, best.differential_weight_max) == (0.5, 1.0)
     assert rand.differential_weight == 0.7 and rand.crossover_rate == 0.3
+
+
+def test_donor_indices_are_distinct_exclude_member_and_base_and_are_uniform():
+    draws = jax.vmap(
+        lambda k: jnp.stack(
+            [
+                search._draw_excluding(k, 6, jnp.array([2])),
+                search._draw_excluding(jax.random.fold_in(k, 1), 6, jnp.array([4, 1, 4])),
+            ]
+        )
+    )(jax.random.split(jax.random.key(0), 30000))
+    draws = np.asarray(draws)
+    assert set(np.unique(draws[:, 0])) == {0, 1, 3, 4, 5}
+    assert set(np.unique(draws[:, 1])) == {0, 2, 3, 5}  # duplicates in `excluded` are fine
+    for column, allowed in ((0, 5), (1, 4)):
+        counts = np.unique(draws[:, column], return_counts=True)[1]
+        np.testing.assert_allclose(counts / 30000, 1 / allowed, atol=0.015)
+
+
+def test_de_ask_mutates_from_the_best_with_two_distinct_other_donors():
+    de, params = search.make_strategy(1, 8, "best1bin", (0.5, 0.5), 1.0)
+    # Members at distinct powers of two: x_a + F (x_b - x_c) identifies a, b and c.
+    population = jnp.array([2.0**i for i in range(8)])[:, None]
+    fitness = jnp.arange(8.0)[::-1]  # member 7 is the best
+    state = de.init(jax.random.key(0), population, fitness, params)
+    for seed in range(20):
+        trial, _ = de.ask(jax.random.key(seed), state, params)
+        diff = (np.asarray(trial[:, 0]) - 128.0) / 0.5
+        for i, d in enumerate(diff):
+            b = [
+                j for j in range(8) for k in range(8) if j != k and abs(2.0**j - 2.0**k - d) < 1e-6
+            ]
+            assert len(b) == 1, (i, d)
+            c = [k for k in range(8) if abs(2.0 ** b[0] - 2.0**k - d) < 1e-6][0]
+            assert len({i, 7, b[0], c}) == (3 if i == 7 else 4)
