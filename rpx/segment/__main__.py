@@ -1,7 +1,7 @@
 """Build a GrabCut mask cache for a dataset split.
 
     python -m rpx.segment --dataset=cifar10 --split=test --out=cache/masks/cifar10-test.npz \
-        [--data-dir DIR] [--workers N] [--upscale 4] [--margin 0.1] [--iterations 5]
+        [--data-dir DIR] [--workers N] [--upscale 4] [--margin 0.1] [--iterations 3]
 
 Reads the split with rpx.datasets (DIR/{dataset}-{split}.npz with --data-dir, else
 tensorflow-datasets), segments every image in parallel, writes the cache and prints

@@ -56,7 +56,7 @@ class GrabCutSettings:
     """
 
     margin: float = 0.1
-    iterations: int = 5
+    iterations: int = 3
     upscale: int = 4
     interpolation: str = "cubic"
     min_fraction: float = 0.02

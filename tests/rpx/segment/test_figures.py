@@ -1,0 +1,45 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rpx.segment.cache import save_masks
+from rpx.segment.figures import PATH_COLOURS, main, outline_grid
+
+
+def test_outline_grid_draws_path_coloured_outlines():
+    images = np.full((3, 8, 8, 3), 100, np.uint8)
+    masks = np.zeros((3, 8, 8), bool)
+    masks[:, 2:6, 2:6] = True
+    grid = outline_grid(images, masks, np.array([0, 1, 2]), columns=2, scale=2, gap=1)
+    assert grid.shape == (2 * 17, 2 * 17, 3)
+    for i, colour in enumerate(PATH_COLOURS):
+        r, c = divmod(i, 2)
+        tile = grid[r * 17 : r * 17 + 16, c * 17 : c * 17 + 16]
+        outline = (tile == colour).all(axis=-1)
+        # The outline runs along the mask border (pixels 4..11 at scale 2), nowhere else.
+        assert outline[4, 4:12].all() and outline[4:12, 4].all()
+        assert not outline[:3].any() and not outline[6:10, 6:10].any()
+    assert (grid[2 * 17 - 17 :, 17:] == 255).all()  # empty 4th slot stays white
+
+
+def test_outline_grid_bad_input():
+    with pytest.raises(ValueError, match="masks"):
+        outline_grid(np.zeros((2, 8, 8, 3), np.uint8), np.zeros((2, 8, 7), bool))
+    with pytest.raises(ValueError, match="images"):
+        outline_grid(np.zeros((2, 8, 8), np.uint8), np.zeros((2, 8, 8), bool))
+
+
+def test_figures_command(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    masks = rng.random((5, 32, 32)) < 0.3
+    np.savez(tmp_path / "images.npz", image=images)
+    save_masks(str(tmp_path / "m.npz"), masks, np.array([0, 0, 1, 2, 0]), {"x": 1})
+    out = tmp_path / "figs"
+    args = ["--masks", str(tmp_path / "m.npz"), "--images", str(tmp_path / "images.npz")]
+    assert main([*args, "--out", str(out), "--name", "toy", "--columns", "3"]) == 0
+    grid = np.asarray(Image.open(out / "toy-grid.png").convert("RGB"))
+    assert grid.shape == (2 * 66, 3 * 66, 3)
+    assert sorted(os.listdir(out)) == ["toy-first96.png", "toy-fractions.png", "toy-grid.png"]
