@@ -2,5 +2,6 @@
 
 from rpx import regions
 from rpx.attack import AttackConfig, AttackResult, attack
+from rpx.pixel_map import PixelMap, pixel_map
 
-__all__ = ["AttackConfig", "AttackResult", "attack", "regions"]
+__all__ = ["AttackConfig", "AttackResult", "PixelMap", "attack", "pixel_map", "regions"]

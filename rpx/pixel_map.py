@@ -1,0 +1,181 @@
+"""rpx.pixel_map: exhaustive one-pixel scan, every allowed pixel times a set of colours.
+
+For one pixel the search space is small enough to enumerate: each allowed position
+times M colours (by default the 2**C corners of the colour cube, where one-pixel attacks
+almost always land). The scan gives the true map of where an image is one-pixel
+vulnerable, the ground truth against which `rpx.attack`'s DE can be measured.
+
+All (image, allowed pixel, colour) triples of the call are numbered consecutively,
+image after image, so only pixels inside the region are evaluated and no chunk is
+wasted at image boundaries; fixed-size chunks of triples are decoded arithmetically
+from their numbers, applied and classified inside one jitted program, so memory for
+candidate images stays at one chunk whatever the number of images.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from rpx import checks, encoding, regions, slots
+from rpx.attack import AttackConfig
+
+
+@struct.dataclass
+class PixelMap:
+    """One-pixel vulnerability of every pixel, one row per image.
+
+    fitness: float32 [N, H, W], the fitness of `best_color` at the pixel, the same
+      fitness as `rpx.attack`: p[label] for untargeted scans (lower is better),
+      p[target] for targeted ones (higher is better). As in `rpx.attack`, a colour
+      that succeeds beats one that does not; among colours of the same kind the best
+      fitness wins. NaN at pixels outside the region (never evaluated).
+    fooled: bool [N, H, W], some tried colour at that pixel succeeds (untargeted:
+      argmax != label; targeted: argmax == target). Always False outside the region.
+    best_color: float32 [N, H, W, C], the chosen colour at each pixel (a successful one
+      wherever `fooled`); NaN outside the region.
+    """
+
+    fitness: jax.Array
+    fooled: jax.Array
+    best_color: jax.Array
+
+
+def corner_colors(channels: int, value_range=(0.0, 255.0)) -> np.ndarray:
+    """float32 [2**C, C]: the corners of the colour cube value_range**C, lo before hi."""
+    lo, hi = (float(v) for v in value_range)
+    return np.array(list(itertools.product((lo, hi), repeat=channels)), np.float32)
+
+
+def pixel_map(
+    predict: Callable[[jax.Array], jax.Array],
+    images,
+    labels,
+    region=None,
+    target=None,
+    colors=None,
+    batch_size: int | None = None,
+    *,
+    value_range: tuple[float, float] = (0.0, 255.0),
+) -> PixelMap:
+    """Try every colour at every allowed pixel of every image, one pixel at a time.
+
+    Args:
+      predict: float32 [B, H, W, C] in value_range -> probabilities [B, K]; traceable.
+      images: [N, H, W, C], uint8 or float, values in value_range.
+      labels: int [N], the class an untargeted scan drives down.
+      region: bool [N, H, W] or [H, W], True where pixels may change; None: whole image.
+      target: int [N] or None; given, the scan is targeted (fitness p[target]).
+      colors: [M, C] colours to try, values in value_range (whole numbers for integer
+        images); None: the 2**C corners of the colour cube (8 for RGB).
+      batch_size: candidate images per classifier call; None: `rpx.attack`'s backend
+        default (`rpx.slots.chunk_size`: 256 on CPU).
+      value_range: (lo, hi) of pixel values.
+
+    Returns:
+      A `PixelMap`. The scan costs sum(region) * M model evaluations, in
+      ceil(total / batch_size) calls (the last ones smaller), plus an
+      [N, H*W, M] float32 buffer for the per-colour fitness.
+    """
+    config = AttackConfig(value_range=value_range)
+    images, labels, region, target = checks.check_inputs(
+        predict, images, labels, region, target, config
+    )
+    n, h, w, c = images.shape
+    colors = _check_colors(colors, c, config.value_range, jnp.issubdtype(images.dtype, jnp.integer))
+    if batch_size is not None:
+        checks._positive_int("batch_size", batch_size, 1)
+    chunk_config = AttackConfig(chunk_size=batch_size)
+    chunk = slots.chunk_size(chunk_config, images.shape, n * h * w * len(colors))
+    region = regions.broadcast(region, n, h, w)
+    return fused_pixel_map(predict, chunk, images, labels, region, target, colors)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def fused_pixel_map(predict, chunk, images, labels, region, target, colors) -> PixelMap:
+    """The whole scan for images [N, H, W, C], region bool [N, H, W], colors [M, C]."""
+    n, h, w, c = images.shape
+    m = colors.shape[0]
+    pixels = images.astype(jnp.float32)
+    colors = colors.astype(jnp.float32)
+    goal = labels if target is None else target
+    table, count = regions.index_table(region)
+    # Triples are numbered image by image: image i owns [ends[i] - count[i]*M, ends[i]).
+    ends = jnp.cumsum(count * m)
+    total = ends[-1]
+    tail = max(1, chunk // 8)
+
+    def run(size):
+        def run_chunk(at, out):
+            fit, hit = out
+            t = at + jnp.arange(size)
+            valid = t < total
+            image = jnp.minimum(jnp.searchsorted(ends, t, side="right"), n - 1)
+            offset = t - (ends[image] - count[image] * m)
+            slot, color = offset // m, offset % m
+            flat = table[image, jnp.clip(slot, 0, h * w - 1)]
+            candidates = jax.vmap(encoding.apply)(
+                pixels[image], flat[:, None], colors[color][:, None], jnp.ones((size, 1), bool)
+            )
+            probs = predict(candidates).astype(jnp.float32)
+            p_goal = jnp.take_along_axis(probs, goal[image][:, None], axis=-1)[:, 0]
+            predicted = jnp.argmax(probs, axis=-1)
+            success = predicted != labels[image] if target is None else predicted == goal[image]
+            # Padding rows past the last triple get an out-of-bounds image and are dropped.
+            row = jnp.where(valid, image, n)
+            fit = fit.at[row, flat, color].set(p_goal, mode="drop")
+            hit = hit.at[row, flat, color].set(success, mode="drop")
+            return fit, hit
+
+        return run_chunk
+
+    out = (jnp.full((n, h * w, m), jnp.nan, jnp.float32), jnp.zeros((n, h * w, m), bool))
+    # Full chunks, then small ones for the remainder, so padding wastes fewer than `tail`.
+    full = total // chunk
+    out = jax.lax.fori_loop(0, full, lambda i, o: run(chunk)(i * chunk, o), out)
+    rest = -(-(total - full * chunk) // tail)
+    fit, hit = jax.lax.fori_loop(0, rest, lambda i, o: run(tail)(full * chunk + i * tail, o), out)
+
+    # rpx.attack's preference: success first, then the better fitness (scores in [-1, 1]).
+    score = fit if target is None else -fit
+    score = jnp.where(jnp.isnan(fit), jnp.inf, jnp.where(hit, score - 4.0, score))
+    best = jnp.argmin(score, axis=-1)
+    allowed = region.reshape(n, h * w)
+    fitness = jnp.take_along_axis(fit, best[..., None], axis=-1)[..., 0]
+    best_color = jnp.where(allowed[..., None], colors[best], jnp.nan)
+    return PixelMap(
+        fitness=jnp.where(allowed, fitness, jnp.nan).reshape(n, h, w),
+        fooled=(hit.any(-1) & allowed).reshape(n, h, w),
+        best_color=best_color.reshape(n, h, w, c),
+    )
+
+
+def _check_colors(colors, channels, value_range, integer_images) -> jax.Array:
+    """Validated float32 [M, C] colours; None gives the cube's corners."""
+    if colors is None:
+        return jnp.asarray(corner_colors(channels, value_range))
+    if isinstance(colors, jax.core.Tracer):
+        raise ValueError("colors must be a concrete array (pixel_map checks their values)")
+    values = np.asarray(colors)
+    if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] != channels:
+        raise ValueError(f"colors must be [M, C] with M >= 1, C = {channels}, got {values.shape}")
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        raise ValueError(f"colors must be numbers, got dtype {values.dtype}")
+    values = values.astype(np.float64)
+    lo, hi = value_range
+    if not np.all(np.isfinite(values)) or values.min() < lo or values.max() > hi:
+        raise ValueError(
+            f"colors must be finite and lie in value_range {value_range}, got values in "
+            f"[{values.min()}, {values.max()}]"
+        )
+    # An integer image cannot hold a fractional colour: the tried image would differ
+    # from the image whose fitness is reported.
+    if integer_images and not np.all(values == np.round(values)):
+        raise ValueError("colors must be whole numbers for integer images")
+    return jnp.asarray(values, jnp.float32)
