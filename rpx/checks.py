@@ -38,11 +38,17 @@ def check_config(config) -> None:
     _one_of("encoding", config.encoding, encoding.ENCODINGS)
 
 
-def check_inputs(predict, images, labels, region, target, config):
-    """Validated (images, labels int32, region bool or None, target int32 or None)."""
+def check_inputs(
+    predict, images, labels, region, target, config, to_device=True, target_columns=False
+):
+    """Validated (images, labels int32, region bool or None, target int32 or None).
+
+    to_device=False keeps host (numpy) images on the host; target_columns=True also
+    accepts target int [N, T] (T targets per image).
+    """
     if not callable(predict):
         raise ValueError(f"predict must be callable, got {type(predict).__name__}")
-    images = _as_array(images)
+    images = _as_array(images) if to_device else _as_host(images)
     if images.ndim != 4:
         raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
     kind = images.dtype
@@ -55,9 +61,14 @@ def check_inputs(predict, images, labels, region, target, config):
 
     labels = _class_vector("labels", labels, n, num_classes)
     if target is not None:
-        target = _class_vector("target", target, n, num_classes)
-        if _concrete(labels, target) and np.any(np.asarray(labels) == np.asarray(target)):
-            bad = np.flatnonzero(np.asarray(labels) == np.asarray(target))
+        columns = target_columns and np.ndim(target) == 2
+        target = _class_vector("target", target, n, num_classes, columns)
+        if columns:
+            equal = np.asarray(target) == np.asarray(labels)[:, None] if _concrete(target) else 0
+        else:
+            equal = np.asarray(labels) == np.asarray(target) if _concrete(labels, target) else 0
+        if np.any(equal):
+            bad = np.flatnonzero(np.reshape(equal, (n, -1)).any(1))
             raise ValueError(f"target must differ from labels; equal at image indices {bad[:10]}")
     if region is not None:
         region = _as_array(region)
@@ -93,9 +104,12 @@ def _num_classes(predict, h, w, c) -> int:
     return shape[1]
 
 
-def _class_vector(name, values, n, num_classes):
+def _class_vector(name, values, n, num_classes, columns=False):
     values = _as_array(values)
-    if values.shape != (n,):
+    if columns:
+        if values.ndim != 2 or values.shape[0] != n:
+            raise ValueError(f"{name} must be [N] or [N, T] with N = {n}, got {values.shape}")
+    elif values.shape != (n,):
         raise ValueError(f"{name} must be [N] = ({n},), got shape {values.shape}")
     if not jnp.issubdtype(values.dtype, jnp.integer):
         raise ValueError(f"{name} must be integers, got dtype {values.dtype}")
@@ -111,6 +125,10 @@ def _class_vector(name, values, n, num_classes):
 
 def _as_array(x):
     return x if isinstance(x, jax.Array) else jnp.asarray(x)
+
+
+def _as_host(x):
+    return x if isinstance(x, jax.Array | np.ndarray) else np.asarray(x)
 
 
 def _concrete(*arrays) -> bool:

@@ -1,0 +1,203 @@
+"""rpx.run: streaming through slots gives rpx.attack's results image by image."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+import rpx
+from tests.rpx import planted
+
+PATCH = ((2, 5), (3, 6))
+PREDICT = planted.one_pixel_model(PATCH)
+THREE = planted.three_class_model(PATCH)
+CONFIG = rpx.AttackConfig(population=24, generations=40)
+FIELDS = [
+    "success",
+    "generations",
+    "queries",
+    "positions",
+    "colors",
+    "probs",
+    "fitness_curve",
+    "adversarial",
+]
+
+
+def assert_same(a, b):
+    for field in FIELDS:
+        np.testing.assert_array_equal(
+            np.asarray(getattr(a, field)), np.asarray(getattr(b, field)), err_msg=field
+        )
+
+
+def mixed_batch(n=9):
+    images = planted.grey_images(n, seed=3)
+    region = np.ones((n, 8, 8), bool)
+    region[2] = False  # empty: finishes without a single query
+    region[5] = ~planted.patch_mask(8, 8, PATCH)  # cannot succeed: runs the whole budget
+    return images, np.zeros(n, np.int32), region
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 16])
+def test_results_equal_attack_whatever_the_batch_size(batch_size):
+    images, labels, region = mixed_batch()
+    expected = rpx.attack(
+        PREDICT, images, labels, region=region, config=CONFIG, key=jax.random.key(0)
+    )
+    got = rpx.run(
+        PREDICT,
+        images,
+        labels,
+        region=region,
+        config=CONFIG,
+        key=jax.random.key(0),
+        batch_size=batch_size,
+        progress=False,
+    )
+    assert_same(expected, got)
+    assert got.queries[2] == 0 and not got.success[5] and got.generations[5] == 41
+
+
+def test_many_targets_per_image_expand_into_rows():
+    images = planted.grey_images(3, seed=4)
+    labels = np.zeros(3, np.int32)
+    targets = np.array([[1, 2], [2, 1], [1, 2]], np.int32)
+    got = rpx.run(
+        THREE,
+        images,
+        labels,
+        target=targets,
+        config=CONFIG,
+        key=jax.random.key(1),
+        batch_size=4,
+        progress=False,
+    )
+    expected = rpx.attack(
+        THREE,
+        np.repeat(images, 2, axis=0),
+        np.zeros(6, np.int32),
+        target=targets.reshape(-1),
+        config=CONFIG,
+        key=jax.random.key(1),
+    )
+    assert_same(expected, got)
+    np.testing.assert_array_equal(np.argmax(got.probs, -1), targets.reshape(-1))
+
+
+def test_finished_slots_are_refilled_before_slow_images_end():
+    # Slot 0 gets image 0, which succeeds quickly; image 1 (no region pixel in the patch)
+    # runs its whole budget in slot 1; image 2 must start in slot 0 meanwhile.
+    images = planted.grey_images(3, seed=5)
+    region = np.ones((3, 8, 8), bool)
+    region[1] = ~planted.patch_mask(8, 8, PATCH)
+    order, saved = [], {}
+
+    def callback(rows, partial):
+        order.extend(rows.tolist())
+        for row, queries in zip(rows, partial.queries, strict=True):
+            saved[int(row)] = int(queries)
+
+    result = rpx.run(
+        PREDICT,
+        images,
+        np.zeros(3, np.int32),
+        region=region,
+        config=CONFIG,
+        key=jax.random.key(2),
+        batch_size=2,
+        callback=callback,
+        progress=False,
+    )
+    assert order[-1] == 1 and sorted(order) == [0, 1, 2]
+    assert saved == {i: int(q) for i, q in enumerate(result.queries)}
+
+
+def test_bad_streaming_arguments():
+    images, labels = planted.grey_images(2), np.zeros(2, np.int32)
+    with pytest.raises(ValueError, match="refill_every"):
+        rpx.run(
+            PREDICT,
+            images,
+            labels,
+            config=CONFIG,
+            key=jax.random.key(0),
+            refill_every=0,
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="batch_size"):
+        rpx.run(
+            PREDICT,
+            images,
+            labels,
+            config=CONFIG,
+            key=jax.random.key(0),
+            batch_size=-2,
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="target must be"):
+        rpx.run(
+            THREE,
+            images,
+            labels,
+            target=np.ones((3, 2), np.int32),
+            config=CONFIG,
+            key=jax.random.key(0),
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="target must differ"):
+        rpx.run(
+            THREE,
+            images,
+            labels,
+            target=np.array([[1, 0], [1, 2]], np.int32),
+            config=CONFIG,
+            key=jax.random.key(0),
+            progress=False,
+        )
+
+
+FOUR_DEVICES = textwrap.dedent(
+    """
+    import json, sys
+    import jax, numpy as np, rpx
+    from tests.rpx import planted
+    from tests.rpx.test_engine import CONFIG, PREDICT, mixed_batch
+    images, labels, region = mixed_batch()
+    result = rpx.run(PREDICT, images, labels, region=region, config=CONFIG,
+                     key=jax.random.key(0), batch_size=8, progress=False)
+    print(json.dumps(dict(devices=jax.device_count(),
+                          **{f: np.asarray(getattr(result, f)).tolist() for f in sys.argv[1:]})))
+    """
+)
+
+
+def test_four_fake_cpu_devices_give_the_same_results():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    fields = ["success", "generations", "positions", "probs"]
+    done = subprocess.run(
+        [sys.executable, "-c", FOUR_DEVICES, *fields],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["devices"] == 4
+    images, labels, region = mixed_batch()
+    expected = rpx.attack(
+        PREDICT, images, labels, region=region, config=CONFIG, key=jax.random.key(0)
+    )
+    for field in fields:
+        np.testing.assert_array_equal(
+            np.asarray(getattr(expected, field)), got[field], err_msg=field
+        )
