@@ -1,0 +1,159 @@
+"""Train step, training loop, checkpoints, resume, load_classifier, command line."""
+
+import dataclasses
+import functools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import tests.train.tiny  # noqa: F401  (registers the "tiny" model)
+import train
+from train import checkpoint, loop, models
+from train.__main__ import main
+from train.state import Hyper, create_state, optimizer, train_step
+
+ASSETS = os.path.join(os.path.dirname(train.__file__), "assets")
+
+
+def _separable(n, seed=0):
+    """Dark images are class 0, bright ones class 1."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n).astype(np.uint8)
+    base = np.where(labels[:, None, None, None] == 1, 170, 60)
+    images = np.clip(base + rng.integers(-40, 40, (n, 8, 8, 3)), 0, 255).astype(np.uint8)
+    return images, labels
+
+
+def _write_data(tmp_path, n_train=64, n_test=32):
+    images, labels = _separable(n_train + n_test)
+    d = tmp_path / "data"
+    d.mkdir(exist_ok=True)
+    np.savez(d / "toy-train.npz", image=images[:n_train], label=labels[:n_train])
+    np.savez(d / "toy-test.npz", image=images[n_train:], label=labels[n_train:])
+    return str(d)
+
+
+def _config(tmp_path, workdir="run", **kw):
+    # 32 steps: enough for BatchNorm's running averages (momentum 0.9) to settle.
+    kw = {"epochs": 4, "batch_size": 8, "eval_batch_size": 16, "warmup_epochs": 0.5, **kw}
+    return loop.Config(
+        model="tiny",
+        dataset="toy",
+        workdir=str(tmp_path / workdir),
+        data_dir=_write_data(tmp_path),
+        learning_rate=0.2,
+        **kw,
+    )
+
+
+def test_train_steps_reduce_the_loss():
+    model = models.module("tiny")
+    images, labels = _separable(64)
+    h = Hyper(learning_rate=0.2, total_steps=30, warmup_steps=3, augment=True)
+    tx = optimizer(h)
+    state = create_state(models.init_variables(model, jax.random.key(0), 8), tx)
+    step = jax.jit(functools.partial(train_step, model, tx, h, jax.random.key(1)))
+    losses = []
+    for _ in range(30):
+        state, m = step(state, jnp.asarray(images), jnp.asarray(labels, jnp.int32))
+        losses.append(float(m["loss"] / m["count"]))
+    assert int(state.step) == 30
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3])
+    assert np.isfinite(losses).all()
+
+
+def test_fit_logs_checkpoints_and_loads(tmp_path):
+    result = loop.fit(_config(tmp_path))
+    assert result["step"] == 32 and result["test_accuracy"] > 0.9
+    with open(tmp_path / "run" / "metrics.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    assert [r["step"] for r in records] == [8, 16, 24, 32]
+    assert {"train_loss", "test_accuracy", "images_per_second", "learning_rate"} <= set(records[0])
+
+    # The manager keeps the latest and the best (any of tied ones), nothing else.
+    mngr = checkpoint.manager(str(tmp_path / "run"), read_only=True)
+    accuracy = {r["step"]: r["test_accuracy"] for r in records}
+    assert accuracy[mngr.best_step()] == max(accuracy.values())
+    assert set(mngr.all_steps()) == {32, mngr.best_step()}
+
+    predict, info = train.load_classifier(str(tmp_path / "run"))
+    assert info["model"] == "tiny" and info["dataset"] == "toy"
+    assert info["accuracy"] == pytest.approx(max(r["test_accuracy"] for r in records))
+    images, labels = _separable(16, seed=5)
+    probs = jax.jit(predict)(images.astype(np.float32))  # traceable inside jit
+    assert probs.shape == (16, 2)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    assert (np.argmax(probs, -1) == labels).mean() > 0.9
+
+
+def test_resume_after_interruption_continues_from_the_saved_step(tmp_path):
+    full = loop.fit(_config(tmp_path, "full"))
+    # stop_after=0 stops after the first step, as a kill right after a checkpoint would.
+    first = loop.fit(_config(tmp_path, "cut", stop_after=0.0))
+    assert first["step"] == 1
+    resumed = loop.fit(_config(tmp_path, "cut"))
+    with open(tmp_path / "cut" / "metrics.jsonl") as f:
+        steps = [json.loads(line)["step"] for line in f]
+    assert steps == [1, 8, 16, 24, 32]  # went on from step 1, not from scratch
+    # Batch order and randomness depend only on (seed, epoch, step): same end point.
+    assert resumed["test_loss"] == pytest.approx(full["test_loss"], rel=1e-4)
+    cut_predict, _ = train.load_classifier(str(tmp_path / "cut"), step=32)
+    full_predict, _ = train.load_classifier(str(tmp_path / "full"), step=32)
+    x = _separable(8, seed=3)[0].astype(np.float32)
+    np.testing.assert_allclose(cut_predict(x), full_predict(x), atol=1e-5)
+    # Running again when done changes nothing.
+    assert loop.fit(_config(tmp_path, "cut")) == {}
+
+
+def test_workdir_of_another_model_is_refused(tmp_path):
+    loop.fit(_config(tmp_path, epochs=1))
+    other = dataclasses.replace(_config(tmp_path), model="compact", image_size=8)
+    with pytest.raises(ValueError, match="holds a checkpoint of tiny on toy"):
+        loop.setup(other)
+
+
+def test_bad_settings_raise_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="batch_size=1000 exceeds the 64 examples"):
+        loop.setup(_config(tmp_path, batch_size=1000))
+    with pytest.raises(ValueError, match="epochs must be a positive int"):
+        loop.setup(_config(tmp_path, epochs=0))
+    with pytest.raises(ValueError, match="optimizer must be 'sgd' or 'adamw'"):
+        loop.setup(_config(tmp_path, optimizer="rmsprop"))
+    with pytest.raises(ValueError, match=r"images are \(8, 8\) but the model takes 32x32"):
+        loop.setup(_config(tmp_path, image_size=32))
+
+
+def test_cli_bad_input_exits_nonzero_with_a_message(tmp_path, capsys):
+    data_dir = _write_data(tmp_path)
+    base = [f"--workdir={tmp_path / 'w'}", "--dataset=toy", f"--data-dir={data_dir}"]
+    assert main(["--model=resnet18", *base]) == 2
+    assert "unknown model 'resnet18'" in capsys.readouterr().err
+    assert main(["--model=tiny", *base[:2], f"--data-dir={tmp_path / 'nope'}"]) == 2
+    assert "decode.py" in capsys.readouterr().err
+    np.savez(
+        os.path.join(data_dir, "toy-train.npz"), image=np.zeros((4, 8, 8), np.uint8), label=[0] * 4
+    )
+    assert main(["--model=tiny", *base]) == 2
+    assert "toy-train.npz: `image` must have shape [N, H, W, 3]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: a missing required flag
+        main(["--model=tiny"])
+
+
+def test_load_classifier_missing_workdir(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m train"):
+        train.load_classifier(str(tmp_path))
+
+
+def test_shipped_compact_classifier_on_the_shipped_sample():
+    predict, info = train.load_classifier(os.path.join(ASSETS, "cifar10_compact"))
+    assert info["model"] == "compact" and info["dataset"] == "cifar10"
+    assert info["accuracy"] > 0.85
+    sample = np.load(os.path.join(ASSETS, "cifar10_test_sample100.npz"))
+    assert sample["image"].shape == (100, 32, 32, 3) and sample["image"].dtype == np.uint8
+    probs = np.asarray(jax.jit(predict)(sample["image"].astype(np.float32)))
+    assert probs.shape == (100, 10)
+    assert (probs.argmax(-1) == sample["label"]).mean() >= 0.8

@@ -1,0 +1,149 @@
+"""Orbax checkpoints of a training run and `load_classifier`.
+
+A workdir holds `checkpoints/<step>/` with three items: `model` ({"params",
+"batch_stats"}), `opt` ({"step", "opt_state"}) and `meta` (JSON: model name, dataset,
+classes, input size, epoch, accuracy, the training config). The manager keeps the latest
+checkpoint (for resuming) and the one with the best test accuracy (for use). `model` and
+`meta` alone are enough to load a classifier, so a shipped checkpoint may omit `opt`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+from train import models
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def _accuracy(metrics) -> float:
+    return float(metrics["accuracy"])
+
+
+def manager(workdir: str, read_only: bool = False) -> ocp.CheckpointManager:
+    """A CheckpointManager over `workdir/checkpoints` keeping the latest and the best."""
+    policy = ocp.checkpoint_managers.AnyPreservationPolicy(
+        [
+            ocp.checkpoint_managers.LatestN(n=1),
+            ocp.checkpoint_managers.BestN(
+                get_metric_fn=_accuracy, n=1, keep_checkpoints_without_metrics=False
+            ),
+        ]
+    )
+    options = ocp.CheckpointManagerOptions(
+        best_fn=_accuracy,
+        best_mode="max",
+        preservation_policy=policy,
+        read_only=read_only,
+        create=not read_only,
+    )
+    path = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+    return ocp.CheckpointManager(path, options=options, item_names=("model", "opt", "meta"))
+
+
+def save(mngr: ocp.CheckpointManager, state, meta: dict, accuracy: float | None) -> None:
+    """Save `state` (a TrainState) at state.step; `accuracy` None marks a mid-epoch save."""
+    model = {"params": state.params, "batch_stats": state.batch_stats}
+    opt = {"step": state.step, "opt_state": state.opt_state}
+    mngr.save(
+        int(state.step),
+        args=ocp.args.Composite(
+            model=ocp.args.StandardSave(model),
+            opt=ocp.args.StandardSave(opt),
+            meta=ocp.args.JsonSave(meta),
+        ),
+        metrics=None if accuracy is None else {"accuracy": float(accuracy)},
+    )
+
+
+def restore_state(mngr: ocp.CheckpointManager, state, step: int):
+    """Restore the latest `step` into the structure and shardings of `state`."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    restored = mngr.restore(
+        step,
+        args=ocp.args.Composite(
+            model=ocp.args.StandardRestore(
+                {"params": abstract.params, "batch_stats": abstract.batch_stats}
+            ),
+            opt=ocp.args.StandardRestore({"step": abstract.step, "opt_state": abstract.opt_state}),
+        ),
+    )
+    return state.replace(
+        step=restored.opt["step"],
+        params=restored.model["params"],
+        batch_stats=restored.model["batch_stats"],
+        opt_state=restored.opt["opt_state"],
+    )
+
+
+def read_meta(mngr: ocp.CheckpointManager, step: int) -> dict:
+    """The JSON metadata saved with `step`."""
+    return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+
+
+def load_classifier(workdir: str, step: int | None = None):
+    """Load a trained classifier from a workdir (or a shipped copy of one).
+
+    Args:
+      workdir: the `--workdir` of a training run (holding `checkpoints/`).
+      step: a saved step; default: the best test accuracy (else the latest) checkpoint.
+
+    Returns:
+      predict: `predict(images float32 [B,H,W,3] in [0,255]) -> probabilities float32
+        [B, K]`; jax-traceable, usable inside jit/vmap (parameters are closed over).
+      info: dict with "model", "dataset", "num_classes", "image_size", "accuracy"
+        (test accuracy at that checkpoint, None for a mid-epoch one), "step", "epoch".
+
+    Raises:
+      FileNotFoundError: no checkpoint in `workdir`.
+    """
+    path = os.path.join(workdir, CHECKPOINT_DIR)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"workdir {workdir!r} has no {CHECKPOINT_DIR}/ folder: train one with "
+            "`python -m train --model=NAME --workdir=DIR`"
+        )
+    mngr = manager(workdir, read_only=True)
+    step = step if step is not None else (mngr.best_step() or mngr.latest_step())
+    if step is None or step not in mngr.all_steps():
+        raise FileNotFoundError(
+            f"workdir {workdir!r}: no checkpoint{'' if step is None else f' at step {step}'}"
+            f" (saved steps: {list(mngr.all_steps())})"
+        )
+    meta = read_meta(mngr, step)
+    model = models.module(meta["model"], meta["num_classes"])
+    shapes = jax.eval_shape(
+        lambda k: models.init_variables(model, k, meta["image_size"]), jax.random.key(0)
+    )
+    # Restore onto the first local device whatever devices saved it (GPU -> CPU works).
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = {
+        "params": shapes["params"],
+        "batch_stats": shapes.get("batch_stats", {}),
+    }
+    target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), target)
+    variables = mngr.restore(
+        step, args=ocp.args.Composite(model=ocp.args.StandardRestore(target))
+    ).model
+    mngr.close()
+    if not variables["batch_stats"]:
+        variables = {"params": variables["params"]}
+
+    def predict(images):
+        logits = model.apply(variables, jnp.asarray(images, jnp.float32), train=False)
+        return jax.nn.softmax(logits, axis=-1)
+
+    info = {
+        "model": meta["model"],
+        "dataset": meta["dataset"],
+        "num_classes": meta["num_classes"],
+        "image_size": meta["image_size"],
+        "accuracy": meta.get("accuracy"),
+        "step": int(step),
+        "epoch": meta.get("epoch"),
+    }
+    return predict, info
