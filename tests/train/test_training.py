@@ -4,6 +4,8 @@ import dataclasses
 import functools
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +52,13 @@ def _config(tmp_path, workdir="run", **kw):
     )
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One finished run of the tiny net, shared by the tests that only read it."""
+    base = tmp_path_factory.mktemp("trained")
+    return base, loop.fit(_config(base))
+
+
 def test_train_steps_reduce_the_loss():
     model = models.module("tiny")
     images, labels = _separable(64)
@@ -66,8 +75,8 @@ def test_train_steps_reduce_the_loss():
     assert np.isfinite(losses).all()
 
 
-def test_fit_logs_checkpoints_and_loads(tmp_path):
-    result = loop.fit(_config(tmp_path))
+def test_fit_logs_checkpoints_and_loads(trained):
+    tmp_path, result = trained
     assert result["step"] == 32 and result["test_accuracy"] > 0.9
     with open(tmp_path / "run" / "metrics.jsonl") as f:
         records = [json.loads(line) for line in f]
@@ -90,8 +99,8 @@ def test_fit_logs_checkpoints_and_loads(tmp_path):
     assert (np.argmax(probs, -1) == labels).mean() > 0.9
 
 
-def test_resume_after_interruption_continues_from_the_saved_step(tmp_path):
-    full = loop.fit(_config(tmp_path, "full"))
+def test_resume_after_interruption_continues_from_the_saved_step(tmp_path, trained):
+    full_dir, full = trained
     # stop_after=0 stops after the first step, as a kill right after a checkpoint would.
     first = loop.fit(_config(tmp_path, "cut", stop_after=0.0))
     assert first["step"] == 1
@@ -102,18 +111,46 @@ def test_resume_after_interruption_continues_from_the_saved_step(tmp_path):
     # Batch order and randomness depend only on (seed, epoch, step): same end point.
     assert resumed["test_loss"] == pytest.approx(full["test_loss"], rel=1e-4)
     cut_predict, _ = train.load_classifier(str(tmp_path / "cut"), step=32)
-    full_predict, _ = train.load_classifier(str(tmp_path / "full"), step=32)
+    full_predict, _ = train.load_classifier(str(full_dir / "run"), step=32)
     x = _separable(8, seed=3)[0].astype(np.float32)
     np.testing.assert_allclose(cut_predict(x), full_predict(x), atol=1e-5)
     # Running again when done changes nothing.
     assert loop.fit(_config(tmp_path, "cut")) == {}
 
 
-def test_workdir_of_another_model_is_refused(tmp_path):
-    loop.fit(_config(tmp_path, epochs=1))
+def test_workdir_of_another_model_is_refused(trained):
+    tmp_path, _ = trained
     other = dataclasses.replace(_config(tmp_path), model="compact", image_size=8)
     with pytest.raises(ValueError, match="holds a checkpoint of tiny on toy"):
         loop.setup(other)
+
+
+_FOUR_DEVICES = """
+import json, sys
+import tests.train.tiny
+from tests.train.test_training import _config
+import pathlib, jax
+assert jax.device_count() == 4, jax.devices()
+print(json.dumps(__import__("train.loop").loop.fit(_config(pathlib.Path(sys.argv[1])))))
+"""
+
+
+def test_data_parallel_over_four_devices_matches_one(tmp_path, trained):
+    # Fake CPU devices (big_vision's trick): batches sharded over 4 devices, BatchNorm
+    # statistics over the global batch, so the run must end where the 1-device one did.
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
+    out = subprocess.run(
+        [sys.executable, "-c", _FOUR_DEVICES, str(tmp_path)],
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        env={**os.environ, "XLA_FLAGS": flags},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["step"] == trained[1]["step"]
+    assert result["test_loss"] == pytest.approx(trained[1]["test_loss"], rel=1e-4)
 
 
 def test_bad_settings_raise_clear_errors(tmp_path):
