@@ -222,7 +222,8 @@ def grabcut(
       settings: GrabCutSettings (defaults if None).
       workers: processes to spread the images over; None = all CPU cores, 1 = in this
         process. Fewer than 2 * chunk_size images always run in this process (starting
-        processes would cost more than it saves).
+        processes would cost more than it saves). Workers are spawned, so a calling
+        script needs the usual `if __name__ == "__main__":` guard.
       chunk_size: images per task sent to a worker process.
       return_paths: also return the path each image took.
 

@@ -254,9 +254,13 @@ def masks(
         raise ValueError(f"size must be a positive multiple of 32, got {size}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    run = jax.jit(saliency, static_argnums=(0, 3))
     out = np.empty(images.shape[:3], bool)
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
-        out[start : start + len(chunk)] = np.asarray(run(model, variables, chunk, size)) > threshold
+        maps = _saliency_jit(model, variables, chunk, size)
+        out[start : start + len(chunk)] = np.asarray(maps) > threshold
     return out
+
+
+# Module level, so repeated `masks` calls reuse the compiled program.
+_saliency_jit = jax.jit(saliency, static_argnums=(0, 3))
