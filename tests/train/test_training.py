@@ -118,6 +118,28 @@ def test_resume_after_interruption_continues_from_the_saved_step(tmp_path, train
     assert loop.fit(_config(tmp_path, "cut")) == {}
 
 
+def test_killed_mid_epoch_resumes_from_the_mid_epoch_checkpoint(tmp_path, trained):
+    config = _config(tmp_path, "killed", checkpoint_every=3)
+    r = loop.setup(config)
+    real_step, steps_run = r.step_fn, []
+
+    def dies_at_step_5(state, *batch):
+        if len(steps_run) == 5:
+            raise KeyboardInterrupt  # a kill in the middle of the first epoch
+        steps_run.append(1)
+        return real_step(state, *batch)
+
+    r.step_fn = dies_at_step_5
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(r)
+    r.mngr.wait_until_finished()
+    r.mngr.close()
+    assert checkpoint.manager(config.workdir, read_only=True).latest_step() == 3
+    resumed = loop.fit(config)
+    assert resumed["step"] == 32
+    assert resumed["test_loss"] == pytest.approx(trained[1]["test_loss"], rel=1e-4)
+
+
 def test_workdir_of_another_model_is_refused(trained):
     tmp_path, _ = trained
     other = dataclasses.replace(_config(tmp_path), model="compact", image_size=8)
