@@ -24,8 +24,8 @@ from tqdm import tqdm
 from train import checkpoint, data, models
 from train.state import Hyper, create_state, eval_step, optimizer, schedule, train_step
 
-# Peak SGD learning rate at batch 256 (scaled linearly with the batch size). The nets
-# without BatchNorm diverge at the 0.1 that suits the BatchNorm ones.
+# Peak SGD learning rate at batch 256 (scaled linearly with the batch size); 0.1 for the
+# rest. The nets without BatchNorm get a lower rate, as their papers used (not tuned here).
 BASE_LR = {"allconv": 0.05, "nin": 0.05, "alexnet": 0.02, "vgg16_imagenet": 0.02}
 
 
@@ -52,7 +52,7 @@ class Config:
     image_size: int | None = None  # default: the model's native input size
     stop_after: float | None = None  # seconds: save and stop when exceeded
     checkpoint_every: int | None = None  # steps between mid-epoch checkpoints
-    train_limit: int | None = None  # use only the first N training examples
+    train_limit: int | None = None  # use a random subset of N training examples
 
 
 def validate(c: Config) -> None:
