@@ -6,9 +6,10 @@ and a 1x1 fused output. Submodule names follow the official attribute names (`st
 `rebnconvin`, `conv_s1`, `bn_s1`, `side1`, `outconv`, ...) so a PyTorch state dict maps
 onto the Flax variables by name (rpx.segment.pth). Layout is NHWC.
 
-Inference follows the official u2net_test.py: resize to 320x320, divide by the image's
-max, normalise with the ImageNet mean/std, take the fused output (already a sigmoid),
-min-max normalise it per image, resize back to the input size (bilinear), threshold.
+Inference follows the official u2net_test.py: resize to 320x320 exactly as its
+skimage.transform.resize does, divide by the image's max, normalise with the ImageNet
+mean/std, take the fused output (already a sigmoid), min-max normalise it per image,
+resize back to the input size (bilinear), threshold.
 """
 
 from __future__ import annotations
@@ -203,26 +204,59 @@ def U2NETP(out_ch: int = 1) -> U2Net:
     return U2Net(U2NETP_STAGES, out_ch)
 
 
+def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] linear map of skimage.transform.resize along one axis (order=1,
+    mode="constant", cval=0, anti_aliasing default): a Gaussian prefilter with sigma
+    (n_in / n_out - 1) / 2 when shrinking, then linear interpolation at half-pixel-aligned
+    positions, both with zeros beyond the edges (which darkens the border on enlarging)."""
+    scale = n_in / n_out
+    smooth = np.eye(n_in)
+    sigma = max(0.0, (scale - 1.0) / 2.0)
+    if sigma > 1e-15:  # scipy.ndimage.gaussian_filter1d, truncate=4.0, zero padding
+        radius = int(4.0 * sigma + 0.5)
+        taps = np.arange(-radius, radius + 1)
+        weights = np.exp(-0.5 * (taps / sigma) ** 2)
+        weights /= weights.sum()
+        smooth = np.zeros((n_in, n_in))
+        for tap, weight in zip(taps, weights, strict=True):
+            smooth += weight * np.eye(n_in, k=tap)
+    src = (np.arange(n_out) + 0.5) * scale - 0.5
+    low = np.floor(src).astype(int)
+    frac = src - low
+    interp = np.zeros((n_out, n_in))
+    for index, weight in ((low, 1.0 - frac), (low + 1, frac)):
+        inside = (index >= 0) & (index < n_in)
+        interp[np.nonzero(inside)[0], index[inside]] += weight[inside]
+    return (interp @ smooth).astype(np.float32)
+
+
 def preprocess(images, size: int = 320) -> jax.Array:
     """uint8 [N, H, W, 3] RGB -> float32 [N, size, size, 3] network input.
 
-    As the official loader: resize to size x size (bilinear, antialiased when shrinking;
-    the official code uses skimage.transform.resize, whose antialiasing prefilter is a
-    Gaussian, so values differ slightly), scale into [0, 1], divide by the image's max,
-    subtract the ImageNet mean and divide by its std per channel.
+    As the official loader (RescaleT then ToTensorLab(flag=0)): skimage.transform.resize
+    to size x size (`_resize_matrix`, then clipped to the image's own value range as
+    skimage does), divide by the resized image's max, subtract the ImageNet mean and
+    divide by its std per channel.
     """
     x = jnp.asarray(images, jnp.float32) / 255.0
-    x = jax.image.resize(x, (x.shape[0], size, size, 3), method="linear", antialias=True)
-    peak = jnp.max(x, axis=(1, 2, 3), keepdims=True)
-    x = x / jnp.where(peak > 0, peak, 1.0)  # an all-black image would divide by 0
-    return (x - jnp.asarray(MEAN)) / jnp.asarray(STD)
+    rows = jnp.asarray(_resize_matrix(x.shape[1], size))
+    cols = jnp.asarray(_resize_matrix(x.shape[2], size))
+    y = jnp.einsum("oh,nhwc,pw->nopc", rows, x, cols, precision="highest")
+    lo = jnp.min(x, axis=(1, 2, 3), keepdims=True)
+    hi = jnp.max(x, axis=(1, 2, 3), keepdims=True)
+    y = jnp.clip(y, lo, hi)
+    peak = jnp.max(y, axis=(1, 2, 3), keepdims=True)
+    y = y / jnp.where(peak > 0, peak, 1.0)  # an all-black image would divide by 0
+    return (y - jnp.asarray(MEAN)) / jnp.asarray(STD)
 
 
 def saliency(model: U2Net, variables, images, size: int = 320) -> jax.Array:
     """Saliency maps float32 [N, H, W] in [0, 1] for uint8 images [N, H, W, 3].
 
     Pure JAX (jit it with `model` and `size` static): preprocess, the fused output d0,
-    per-image min-max normalisation (official normPRED), bilinear resize to H x W.
+    per-image min-max normalisation (official normPRED), bilinear resize to H x W
+    (antialiased when shrinking, like the Pillow BILINEAR resize of the official
+    save_output; agrees with it to within its uint8 rounding).
     """
     n, h, w, _ = images.shape
     d0 = model.apply(variables, preprocess(images, size))[0][..., 0]
