@@ -210,16 +210,6 @@ def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     (n_in / n_out - 1) / 2 when shrinking, then linear interpolation at half-pixel-aligned
     positions, both with zeros beyond the edges (which darkens the border on enlarging)."""
     scale = n_in / n_out
-    smooth = np.eye(n_in)
-    sigma = max(0.0, (scale - 1.0) / 2.0)
-    if sigma > 1e-15:  # scipy.ndimage.gaussian_filter1d, truncate=4.0, zero padding
-        radius = int(4.0 * sigma + 0.5)
-        taps = np.arange(-radius, radius + 1)
-        weights = np.exp(-0.5 * (taps / sigma) ** 2)
-        weights /= weights.sum()
-        smooth = np.zeros((n_in, n_in))
-        for tap, weight in zip(taps, weights, strict=True):
-            smooth += weight * np.eye(n_in, k=tap)
     src = (np.arange(n_out) + 0.5) * scale - 0.5
     low = np.floor(src).astype(int)
     frac = src - low
@@ -227,7 +217,22 @@ def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     for index, weight in ((low, 1.0 - frac), (low + 1, frac)):
         inside = (index >= 0) & (index < n_in)
         interp[np.nonzero(inside)[0], index[inside]] += weight[inside]
-    return (interp @ smooth).astype(np.float32)
+    sigma = max(0.0, (scale - 1.0) / 2.0)
+    if sigma <= 1e-15:
+        return interp.astype(np.float32)
+    # interp @ smooth, smooth = scipy.ndimage.gaussian_filter1d (truncate=4.0, zero
+    # padding) as a banded matrix, summed tap by tap so no [n_in, n_in] array is built.
+    radius = int(4.0 * sigma + 0.5)
+    taps = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (taps / sigma) ** 2)
+    weights /= weights.sum()
+    out = np.zeros_like(interp)
+    for tap, weight in zip(taps, weights, strict=True):
+        if tap >= 0:
+            out[:, tap:] += weight * interp[:, : n_in - tap]
+        else:
+            out[:, : n_in + tap] += weight * interp[:, -tap:]
+    return out.astype(np.float32)
 
 
 def preprocess(images, size: int = 320) -> jax.Array:
