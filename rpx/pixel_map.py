@@ -91,6 +91,11 @@ def pixel_map(
     colors = _check_colors(colors, c, config.value_range, jnp.issubdtype(images.dtype, jnp.integer))
     if batch_size is not None:
         checks._positive_int("batch_size", batch_size, 1)
+    if n * h * w * len(colors) >= 2**31:  # triples are numbered in int32
+        raise ValueError(
+            f"images: {n} images x {h * w} pixels x {len(colors)} colors exceed 2**31 "
+            "candidates; scan them in smaller calls"
+        )
     chunk_config = AttackConfig(chunk_size=batch_size)
     chunk = slots.chunk_size(chunk_config, images.shape, n * h * w * len(colors))
     region = regions.broadcast(region, n, h, w)
