@@ -17,9 +17,9 @@ import numpy as np
 
 from rpx.segment.grabcut import PATHS
 
-# Outline colour per path (RGB): yellow = plain rectangle GrabCut, magenta = retry,
-# red = centre-prior fallback.
-PATH_COLOURS = ((255, 235, 0), (255, 0, 255), (255, 30, 30))
+# Outline colour per path (RGB): yellow = rectangle GrabCut, cyan = the same at the larger
+# retry upscale, magenta = mask-start retry, red = centre-prior fallback.
+PATH_COLOURS = ((255, 235, 0), (0, 230, 255), (255, 0, 255), (255, 30, 30))
 
 
 def outline_grid(

@@ -3,15 +3,16 @@
 Each image is segmented by `cv2.grabCut` started from a rectangle inset by a margin (the
 paper's interactive start, automated). A result is *degenerate* when its foreground is
 (nearly) empty or fills (nearly) everything GrabCut was allowed to call foreground; then
-the image is retried with a mask start (border = background, centre ellipse = probable
-foreground, a small centre core = sure foreground), and if that is degenerate too, the mask
-is a centre ellipse prior. The path taken is recorded per image, so callers can count how
-often each was needed.
+the image is retried: the same rectangle start on the image upscaled further, then a mask
+start (border = background, centre ellipse = probable foreground, a small centre core =
+sure foreground), and if all are degenerate the mask is a centre ellipse prior. The path
+taken is recorded per image, so callers can count how often each was needed.
 
 32x32 images are tiny: GrabCut's smoothness term grows with the boundary length and its
 colour term with the area, so at 32x32 the cut collapses to all-background on most
-low-contrast images. Upscaling before the cut (default 4x, bicubic) and averaging the mask
-back down fixes most of that; docs/segmentation/README.md has the measurements.
+low-contrast images. Upscaling before the cut (default 4x, bicubic; 8x for the retries)
+and averaging the mask back down fixes most of that; docs/segmentation/README.md has the
+measurements.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import cv2
 import numpy as np
 
 # Path codes stored per image (and in the mask cache): index into PATHS.
-PATHS = ("rect", "retry", "centre_prior")
-RECT, RETRY, CENTRE_PRIOR = range(3)
+PATHS = ("rect", "rect_upscaled", "retry", "centre_prior")
+RECT, RECT_UPSCALED, RETRY, CENTRE_PRIOR = range(4)
 
 _INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST,
@@ -45,6 +46,9 @@ class GrabCutSettings:
       iterations: GrabCut iterations (`iterCount`) per attempt.
       upscale: integer factor the image is resized by before GrabCut; the mask is area-
         averaged back to the input size and thresholded at 0.5.
+      retry_upscale: factor for the retries; if larger than `upscale`, a degenerate first
+        result is first retried from the same rectangle at this factor (path
+        "rect_upscaled"). The mask-start retry uses the larger of the two factors.
       interpolation: "cubic", "linear" or "nearest", for the upscaling.
       min_fraction: a foreground smaller than this fraction of the image is degenerate.
       max_fill: a foreground covering at least this fraction of the rectangle (everything
@@ -58,6 +62,7 @@ class GrabCutSettings:
     margin: float = 0.1
     iterations: int = 3
     upscale: int = 4
+    retry_upscale: int = 8
     interpolation: str = "cubic"
     min_fraction: float = 0.02
     max_fill: float = 0.98
@@ -71,6 +76,8 @@ class GrabCutSettings:
             raise ValueError(f"iterations must be an integer >= 1, got {self.iterations}")
         if int(self.upscale) != self.upscale or self.upscale < 1:
             raise ValueError(f"upscale must be an integer >= 1, got {self.upscale}")
+        if int(self.retry_upscale) != self.retry_upscale or self.retry_upscale < 1:
+            raise ValueError(f"retry_upscale must be an integer >= 1, got {self.retry_upscale}")
         if self.interpolation not in _INTERPOLATIONS:
             raise ValueError(
                 f"interpolation must be one of {sorted(_INTERPOLATIONS)}, "
@@ -125,61 +132,60 @@ def _run(image: np.ndarray, mask: np.ndarray, rect, mode: int, iterations: int) 
     return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
 
 
+def _attempt(image: np.ndarray, s: GrabCutSettings, k: int, from_rect: bool):
+    """One GrabCut attempt on `image` upscaled k times: the mask bool [H, W] at the input
+    size, or None if the attempt failed or its result is degenerate."""
+    h, w = image.shape[:2]
+    by, bx = _border(h, w, s.margin)
+    big = image
+    if k > 1:
+        big = cv2.resize(image, (w * k, h * k), interpolation=_INTERPOLATIONS[s.interpolation])
+    big = np.ascontiguousarray(big[..., ::-1])  # OpenCV's BGR order (GMMs do not care, tidy)
+    H, W, BY, BX = h * k, w * k, by * k, bx * k
+
+    def down(fg: np.ndarray) -> np.ndarray:
+        if k == 1:
+            return fg
+        return cv2.resize(fg.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
+
+    if from_rect:  # the paper's start: outside the rectangle sure background, inside unknown
+        mask = np.zeros((H, W), np.uint8)
+        fg = _run(big, mask, (BX, BY, W - 2 * BX, H - 2 * BY), cv2.GC_INIT_WITH_RECT, s.iterations)
+        sure = np.zeros((h, w), bool)
+    else:  # the centre ellipse seeds the foreground colours, its core is sure foreground
+        mask = np.full((H, W), cv2.GC_PR_BGD, np.uint8)
+        mask[_ellipse(H, W, BY, BX, s.prior_size)] = cv2.GC_PR_FGD
+        core = _ellipse(H, W, BY, BX, s.prior_size * s.core_size)
+        mask[core] = cv2.GC_FGD
+        mask[:BY] = mask[H - BY :] = cv2.GC_BGD
+        mask[:, :BX] = mask[:, W - BX :] = cv2.GC_BGD
+        fg = _run(big, mask, None, cv2.GC_INIT_WITH_MASK, s.iterations)
+        sure = down(core)
+    if fg is None:
+        return None
+    small = down(fg)
+    # Degenerate: GrabCut added (almost) nothing to the sure foreground it was given, or
+    # took (almost) everything it was allowed to (the rectangle).
+    allowed = (H - 2 * BY) * (W - 2 * BX)
+    if (small & ~sure).sum() < s.min_fraction * h * w or fg.sum() >= s.max_fill * allowed:
+        return None
+    return small
+
+
 def _segment_one(image: np.ndarray, s: GrabCutSettings) -> tuple[np.ndarray, int]:
     """Mask bool [H, W] and path code for one uint8 RGB image [H, W, 3]."""
     # GrabCut seeds its colour models with k-means from OpenCV's global RNG: reseed per
     # image so a mask does not depend on which images were segmented before it.
     cv2.setRNGSeed(0)
-    h, w = image.shape[:2]
-    by, bx = _border(h, w, s.margin)
-    k = int(s.upscale)
-    big = image
-    if k > 1:
-        big = cv2.resize(image, (w * k, h * k), interpolation=_INTERPOLATIONS[s.interpolation])
-    big = np.ascontiguousarray(big[..., ::-1])  # OpenCV's BGR order (GMMs do not care, tidy)
-    H, W = h * k, w * k
-    BY, BX = by * k, bx * k
-    allowed = (H - 2 * BY) * (W - 2 * BX)  # pixels GrabCut may label foreground
-
-    def down(fg: np.ndarray) -> np.ndarray:
-        if k == 1:
-            return fg
-        small = cv2.resize(fg.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-        return small > 0.5
-
-    def ok(fg_big, fg_small, sure) -> bool:
-        # Degenerate: GrabCut added (almost) nothing to the sure foreground it was given, or
-        # took (almost) everything it was allowed to.
-        if fg_big is None:
-            return False
-        grown = (fg_small & ~down(sure)).sum() if sure is not None else fg_small.sum()
-        return grown >= s.min_fraction * h * w and fg_big.sum() < s.max_fill * allowed
-
-    # 1. Rectangle start, as in the paper.
-    mask = np.zeros((H, W), np.uint8)
-    fg = _run(big, mask, (BX, BY, W - 2 * BX, H - 2 * BY), cv2.GC_INIT_WITH_RECT, s.iterations)
-    if fg is not None:
-        small = down(fg)
-        if ok(fg, small, None):
-            return small, RECT
-
-    # 2. Mask start: the centre ellipse seeds the foreground colour model and its core is
-    # sure foreground, so the cut cannot collapse to all-background.
-    mask = np.full((H, W), cv2.GC_PR_BGD, np.uint8)
-    prior = _ellipse(H, W, BY, BX, s.prior_size)
-    mask[prior] = cv2.GC_PR_FGD
-    core = _ellipse(H, W, BY, BX, s.prior_size * s.core_size)
-    mask[core] = cv2.GC_FGD
-    mask[:BY] = mask[H - BY :] = cv2.GC_BGD
-    mask[:, :BX] = mask[:, W - BX :] = cv2.GC_BGD
-    fg = _run(big, mask, None, cv2.GC_INIT_WITH_MASK, s.iterations)
-    if fg is not None:
-        small = down(fg)
-        if ok(fg, small, core):
-            return small, RETRY
-
-    # 3. Centre prior.
-    return centre_prior(h, w, s), CENTRE_PRIOR
+    attempts = [(RECT, s.upscale, True)]
+    if s.retry_upscale > s.upscale:
+        attempts.append((RECT_UPSCALED, s.retry_upscale, True))
+    attempts.append((RETRY, max(s.upscale, s.retry_upscale), False))
+    for path, k, from_rect in attempts:
+        mask = _attempt(image, s, int(k), from_rect)
+        if mask is not None:
+            return mask, path
+    return centre_prior(*image.shape[:2], s), CENTRE_PRIOR
 
 
 def _segment_chunk(images: np.ndarray, settings: GrabCutSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -229,7 +235,8 @@ def grabcut(
 
     Returns:
       masks bool [N, H, W], True = foreground; with return_paths, (masks, paths) where
-      paths is int8 [N], an index into PATHS ("rect", "retry", "centre_prior").
+      paths is int8 [N], an index into PATHS ("rect", "rect_upscaled", "retry",
+      "centre_prior").
     """
     settings = settings or GrabCutSettings()
     if not isinstance(settings, GrabCutSettings):
@@ -264,7 +271,7 @@ def grabcut(
 
 
 def path_counts(paths) -> dict[str, int]:
-    """How many images took each path: int [N] codes -> {"rect": .., "retry": .., ...}."""
+    """How many images took each path: int [N] codes -> {"rect": n, "rect_upscaled": n, ...}."""
     counts = np.bincount(np.asarray(paths, np.int64).ravel(), minlength=len(PATHS))
     if counts.size > len(PATHS):
         raise ValueError(f"paths must be codes in [0, {len(PATHS)}), got max {counts.size - 1}")

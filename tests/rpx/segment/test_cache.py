@@ -12,7 +12,7 @@ from rpx.segment.synthetic import planted_discs
 def test_round_trip_by_index(tmp_path):
     rng = np.random.default_rng(0)
     masks = rng.random((7, 10, 13)) < 0.4  # width not a multiple of 8: packbits padding
-    paths = rng.integers(0, 3, 7).astype(np.int8)
+    paths = rng.integers(0, 4, 7).astype(np.int8)
     settings = GrabCutSettings(upscale=2).to_dict()
     path = str(tmp_path / "sub" / "m.npz")
     save_masks(path, masks, paths, settings, dataset="toy", split="test")
@@ -44,7 +44,7 @@ def test_settings_mismatch_and_bad_input(tmp_path):
     with pytest.raises(ValueError, match="masks"):
         save_masks(path, masks.astype(np.uint8), np.zeros(2), {})
     with pytest.raises(ValueError, match="paths"):
-        save_masks(path, masks, np.array([0, 5]), {})
+        save_masks(path, masks, np.array([0, 4]), {})
     with pytest.raises(ValueError, match="settings"):
         save_masks(path, masks, np.zeros(2), "upscale=4")
 

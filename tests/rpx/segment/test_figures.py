@@ -9,11 +9,11 @@ from rpx.segment.figures import PATH_COLOURS, main, outline_grid
 
 
 def test_outline_grid_draws_path_coloured_outlines():
-    images = np.full((3, 8, 8, 3), 100, np.uint8)
-    masks = np.zeros((3, 8, 8), bool)
+    images = np.full((5, 8, 8, 3), 100, np.uint8)
+    masks = np.zeros((5, 8, 8), bool)
     masks[:, 2:6, 2:6] = True
-    grid = outline_grid(images, masks, np.array([0, 1, 2]), columns=2, scale=2, gap=1)
-    assert grid.shape == (2 * 17, 2 * 17, 3)
+    grid = outline_grid(images, masks, np.array([0, 1, 2, 3, 0]), columns=2, scale=2, gap=1)
+    assert grid.shape == (3 * 17, 2 * 17, 3)
     for i, colour in enumerate(PATH_COLOURS):
         r, c = divmod(i, 2)
         tile = grid[r * 17 : r * 17 + 16, c * 17 : c * 17 + 16]
@@ -21,7 +21,7 @@ def test_outline_grid_draws_path_coloured_outlines():
         # The outline runs along the mask border (pixels 4..11 at scale 2), nowhere else.
         assert outline[4, 4:12].all() and outline[4:12, 4].all()
         assert not outline[:3].any() and not outline[6:10, 6:10].any()
-    assert (grid[2 * 17 - 17 :, 17:] == 255).all()  # empty 4th slot stays white
+    assert (grid[2 * 17 :, 17:] == 255).all()  # empty 6th slot stays white
 
 
 def test_outline_grid_bad_input():
@@ -36,7 +36,7 @@ def test_figures_command(tmp_path):
     images = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     masks = rng.random((5, 32, 32)) < 0.3
     np.savez(tmp_path / "images.npz", image=images)
-    save_masks(str(tmp_path / "m.npz"), masks, np.array([0, 0, 1, 2, 0]), {"x": 1})
+    save_masks(str(tmp_path / "m.npz"), masks, np.array([0, 3, 1, 2, 0]), {"x": 1})
     out = tmp_path / "figs"
     args = ["--masks", str(tmp_path / "m.npz"), "--images", str(tmp_path / "images.npz")]
     assert main([*args, "--out", str(out), "--name", "toy", "--columns", "3"]) == 0
