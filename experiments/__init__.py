@@ -1,0 +1,1 @@
+"""Command lines reproducing the paper: python -m experiments.cifar, experiments.imagenet."""

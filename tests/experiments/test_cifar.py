@@ -1,0 +1,178 @@
+"""python -m experiments.cifar end to end on made-up data with a tiny model and budget."""
+
+import json
+import os
+
+import pytest
+
+import train
+from experiments import cifar
+from experiments.store import KEY_FIELDS, ResultStore
+from tests.experiments.tiny import mock_cifar, tiny_predict
+
+SAMPLES = 5
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("data") / "mock.npz")
+    images, labels = mock_cifar(path)
+    return path, images, labels
+
+
+@pytest.fixture
+def tiny_classifier(monkeypatch):
+    def load(workdir):
+        if os.path.basename(workdir) != "tiny":
+            raise FileNotFoundError(f"no checkpoints in {workdir}")
+        return tiny_predict(), {"model": "tiny", "accuracy": None}
+
+    monkeypatch.setattr(train, "load_classifier", load)
+
+
+def argv(data_path, workdir, *extra):
+    return [
+        "--models=tiny=/nowhere/tiny",
+        f"--data-file={data_path}",
+        f"--workdir={workdir}",
+        f"--samples={SAMPLES}",
+        "--pixels=1",
+        "--population=8",
+        "--generations=3",
+        "--batch-size=16",
+        "--attack=both",
+        "--region=all",
+        *extra,
+    ]
+
+
+def read_lines(workdir):
+    with open(os.path.join(workdir, "results.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def key(r):
+    return tuple(r[k] for k in KEY_FIELDS)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, data):
+    """One uninterrupted run (module-scoped: the other tests compare against it)."""
+    workdir = str(tmp_path_factory.mktemp("full"))
+    mp = pytest.MonkeyPatch()
+    mp.setattr(train, "load_classifier", lambda w: (tiny_predict(), {"model": "tiny"}))
+    try:
+        assert cifar.main(argv(data[0], workdir)) == 0
+    finally:
+        mp.undo()
+    return workdir
+
+
+def test_full_run_writes_every_row_table_and_figures(full_run, data):
+    _, images, labels = data
+    lines = read_lines(full_run)
+    assert len(lines) == SAMPLES * (1 + 9) * 3
+    assert len({key(r) for r in lines}) == len(lines)
+    # Only correctly classified images are attacked; the first four are mislabelled.
+    picked = {r["image"] for r in lines}
+    assert len(picked) == SAMPLES and min(picked) >= 4
+    for r in lines:
+        assert r["label"] == labels[r["image"]]
+        assert r["target"] is None or r["target"] != r["label"]
+    assert any(r["success"] for r in lines) and not all(r["success"] for r in lines)
+    table = open(os.path.join(full_run, "table.md")).read()
+    assert "## Table II" in table and "## Table IV" in table
+    assert "| untargeted2 |" in table and "(12.60%)" not in table  # not a paper model
+    assert "REDUCED" in table
+    figures = sorted(os.listdir(os.path.join(full_run, "figures")))
+    assert figures == [
+        "examples_tiny.png",
+        "fig3_targets_tiny.png",
+        "fig4_untargeted_pairs_tiny.png",
+        "fig5_targeted_pairs_tiny.png",
+        "fig6_fitness_tiny.png",
+    ]
+
+
+def test_interrupted_run_resumes_to_the_same_table(tmp_path, data, full_run, monkeypatch,
+                                                   tiny_classifier):  # fmt: skip
+    workdir = str(tmp_path / "resumed")
+    calls = {"n": 0}
+    append = ResultStore.append
+
+    def dying_append(self, records):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # killed between two results
+        return append(self, records)
+
+    monkeypatch.setattr(ResultStore, "append", dying_append)
+    with pytest.raises(KeyboardInterrupt):
+        cifar.main(argv(data[0], workdir))
+    monkeypatch.setattr(ResultStore, "append", append)
+    partial = read_lines(workdir)
+    assert 0 < len(partial) < SAMPLES * 30
+    with open(os.path.join(workdir, "results.jsonl"), "a") as f:
+        f.write('{"model": "tiny", "regi')  # a line cut short by the kill
+    assert cifar.main(argv(data[0], workdir)) == 0
+    resumed = read_lines(workdir)
+    assert resumed[: len(partial)] == partial  # nothing redone or rewritten
+    assert len({key(r) for r in resumed}) == len(resumed) == SAMPLES * 30
+    full = {key(r): r for r in read_lines(full_run)}
+    assert {key(r): r for r in resumed} == full
+    table = open(os.path.join(workdir, "table.md")).read()
+    assert table == open(os.path.join(full_run, "table.md")).read()
+    # A third run has nothing left to do.
+    assert cifar.main(argv(data[0], workdir)) == 0
+    assert read_lines(workdir) == resumed
+
+
+def test_other_settings_in_the_same_workdir_are_refused(data, full_run, tiny_classifier, capsys):
+    assert cifar.main(argv(data[0], full_run, "--population=9")) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--region=middle", "--region"),
+        ("--pixels=0", "--pixels"),
+        ("--pixels=one", "--pixels"),
+        ("--attack=all", "--attack"),
+        ("--preset=huge", "--preset"),
+        ("--samples=0", "--samples"),
+        ("--restriction=clip", "--restriction"),
+        ("--population=2", "--population"),
+    ],
+)
+def test_bad_flags_exit_2_naming_the_flag(tmp_path, data, tiny_classifier, capsys, flag, message):
+    assert cifar.main(argv(data[0], str(tmp_path), flag)) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_classifier_says_how_to_train_it(tmp_path, data, capsys):
+    args = argv(data[0], str(tmp_path)) + [f"--models=allconv={tmp_path / 'none'}"]
+    assert cifar.main(args) == 2
+    err = capsys.readouterr().err
+    assert "python -m train --model=allconv --dataset=cifar10" in err
+
+
+def test_missing_data_file_is_a_clear_error(tmp_path, tiny_classifier, capsys):
+    assert cifar.main(argv(str(tmp_path / "no.npz"), str(tmp_path))) == 2
+    assert "--data-file" in capsys.readouterr().err
+
+
+def test_demo_preset_is_a_valid_reduced_grid():
+    from experiments import cli
+
+    p = cifar.argparse.ArgumentParser()
+    cli.add_grid_flags(p, "", "", "")
+    args = cli.resolve(p.parse_args(["--preset=demo"]), cifar.PRESETS, cifar.DEFAULTS)
+    grid = cli.grid_from(args, "cifar10")
+    assert args.data_file.endswith(os.path.join("train", "assets", "cifar10_test_sample100.npz"))
+    assert list(grid.models) == ["compact"] and grid.regions == (
+        "original",
+        "foreground",
+        "background",
+    )
+    assert "REDUCED" in cli.budget_line(grid, 500)
