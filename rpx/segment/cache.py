@@ -2,7 +2,8 @@
 
 File layout (one `.npz`, written atomically):
   `masks`  uint8 [N, H, ceil(W / 8)]  np.packbits of the bool masks along W
-  `paths`  int8 [N]                   path code per image (rpx.segment.PATHS)
+  `paths`  int8 [N]                   GrabCut path code per image (rpx.segment.PATHS),
+                                      -1 for masks from elsewhere (e.g. U^2-Net)
   `meta`   0-d str                    JSON: method, settings, dataset, split, shape, ...
 
 The settings that made the masks are recorded, so a cache built with other settings is
@@ -28,17 +29,18 @@ def save_masks(path: str, masks, paths, settings: dict, **info) -> None:
     Args:
       path: output `.npz` file (its folder is created).
       masks: bool [N, H, W], True = foreground.
-      paths: int [N] path codes in [0, len(PATHS)).
+      paths: int [N] GrabCut path codes in [0, len(PATHS)), or None for masks that did
+        not come from rpx.segment.grabcut (stored as -1).
       settings: dict of the settings that made the masks (e.g. GrabCutSettings.to_dict()).
       **info: JSON-serialisable extras recorded with them (method, dataset, split, ...).
     """
     masks = np.asarray(masks)
-    paths = np.asarray(paths)
+    paths = np.full(masks.shape[:1], -1) if paths is None else np.asarray(paths)
     if masks.dtype != bool or masks.ndim != 3:
         raise ValueError(f"masks must be bool [N, H, W], got {masks.dtype} {masks.shape}")
     if paths.shape != masks.shape[:1]:
         raise ValueError(f"paths must have shape [{masks.shape[0]}], got {paths.shape}")
-    if paths.size and (paths.min() < 0 or paths.max() >= len(PATHS)):
+    if paths.size and not ((paths == -1).all() or (paths.min() >= 0 and paths.max() < len(PATHS))):
         raise ValueError(
             f"paths must be codes in [0, {len(PATHS)}), got {paths.min()}..{paths.max()}"
         )
@@ -113,7 +115,9 @@ class MaskCache:
         return np.unpackbits(self._packed[idx], axis=-1, count=width).astype(bool)
 
     def path_counts(self) -> dict[str, int]:
-        """How many cached masks came from each path."""
+        """How many cached masks came from each GrabCut path ({} for other methods)."""
+        if self.paths.size and (self.paths == -1).all():
+            return {}
         return path_counts(self.paths)
 
 

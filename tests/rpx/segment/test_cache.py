@@ -28,6 +28,17 @@ def test_round_trip_by_index(tmp_path):
     assert not [f for f in os.listdir(tmp_path / "sub") if f != "m.npz"]  # no temp files left
 
 
+def test_masks_from_elsewhere(tmp_path):
+    # e.g. U^2-Net masks: no GrabCut paths, settings of the model recorded.
+    masks = np.random.default_rng(3).random((3, 9, 8)) < 0.5
+    path = str(tmp_path / "u.npz")
+    save_masks(path, masks, None, {"model": "u2netp", "size": 320}, method="u2net")
+    cache = MaskCache(path, {"model": "u2netp", "size": 320})
+    assert (cache[[2, 0]] == masks[[2, 0]]).all()
+    assert (cache.paths == -1).all() and cache.path_counts() == {}
+    assert cache.meta["method"] == "u2net"
+
+
 def test_settings_mismatch_and_bad_input(tmp_path):
     path = str(tmp_path / "m.npz")
     masks = np.zeros((2, 8, 8), bool)
@@ -45,6 +56,8 @@ def test_settings_mismatch_and_bad_input(tmp_path):
         save_masks(path, masks.astype(np.uint8), np.zeros(2), {})
     with pytest.raises(ValueError, match="paths"):
         save_masks(path, masks, np.array([0, 4]), {})
+    with pytest.raises(ValueError, match="paths"):
+        save_masks(path, masks, np.array([0, -1]), {})
     with pytest.raises(ValueError, match="settings"):
         save_masks(path, masks, np.zeros(2), "upscale=4")
 
