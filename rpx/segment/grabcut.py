@@ -50,7 +50,8 @@ class GrabCutSettings:
         result is first retried from the same rectangle at this factor (path
         "rect_upscaled"). The mask-start retry uses the larger of the two factors.
       interpolation: "cubic", "linear" or "nearest", for the upscaling.
-      min_fraction: a foreground smaller than this fraction of the image is degenerate.
+      min_fraction: a foreground smaller than this fraction of the image is degenerate
+        (0 turns the check off: plain GrabCut, whose masks may then be empty).
       max_fill: a foreground covering at least this fraction of the rectangle (everything
         GrabCut may call foreground) is degenerate.
       prior_size: axes of the centre ellipse (retry start and final fallback), as a
