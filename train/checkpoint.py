@@ -85,12 +85,14 @@ def read_meta(mngr: ocp.CheckpointManager, step: int) -> dict:
     return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
 
-def load_classifier(workdir: str, step: int | None = None):
+def load_classifier(workdir: str, step: int | None = None, dtype="float32"):
     """Load a trained classifier from a workdir (or a shipped copy of one).
 
     Args:
       workdir: the `--workdir` of a training run (holding `checkpoints/`).
       step: a saved step; default: the best test accuracy (else the latest) checkpoint.
+      dtype: the compute dtype of the forward pass, e.g. "bfloat16" for faster
+        evaluation on GPU/TPU (parameters stay float32; probabilities are float32).
 
     Returns:
       predict: `predict(images float32 [B,H,W,3] in [0,255]) -> probabilities float32
@@ -115,7 +117,7 @@ def load_classifier(workdir: str, step: int | None = None):
             f" (saved steps: {list(mngr.all_steps())})"
         )
     meta = read_meta(mngr, step)
-    model = models.module(meta["model"], meta["num_classes"])
+    model = models.module(meta["model"], meta["num_classes"], dtype=jnp.dtype(dtype))
     shapes = jax.eval_shape(
         lambda k: models.init_variables(model, k, meta["image_size"]), jax.random.key(0)
     )
@@ -135,7 +137,7 @@ def load_classifier(workdir: str, step: int | None = None):
 
     def predict(images):
         logits = model.apply(variables, jnp.asarray(images, jnp.float32), train=False)
-        return jax.nn.softmax(logits, axis=-1)
+        return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
     info = {
         "model": meta["model"],

@@ -97,6 +97,11 @@ def test_fit_logs_checkpoints_and_loads(trained):
     assert probs.shape == (16, 2)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
     assert (np.argmax(probs, -1) == labels).mean() > 0.9
+    # bf16 evaluation: same classifier, float32 probabilities close to the float32 ones.
+    predict_bf16, _ = train.load_classifier(str(tmp_path / "run"), dtype="bfloat16")
+    probs_bf16 = jax.jit(predict_bf16)(images.astype(np.float32))
+    assert probs_bf16.dtype == np.float32
+    np.testing.assert_allclose(probs_bf16, probs, atol=0.05)
 
 
 def test_resume_after_interruption_continues_from_the_saved_step(tmp_path, trained):
