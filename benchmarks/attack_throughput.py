@@ -123,16 +123,7 @@ def run_scipy(predict_np, images, labels, pixels, population, generations):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=16)
-    parser.add_argument("--pixels", type=int, default=1)
-    parser.add_argument("--population", type=int, default=400)
-    parser.add_argument("--generations", type=int, default=100)
-    parser.add_argument(
-        "--classifier",
-        default="cnn20",
-        help="'cnn20' (the ~20 MFLOP benchmark CNN) or a train/ workdir",
-    )
-    parser.add_argument("--data", default=common.DEFAULT_DATA)
+    common.add_attack_flags(parser, images=16)
     parser.add_argument(
         "--chunk-sizes",
         default="",

@@ -46,6 +46,37 @@ def cifar_images(path: str, count: int):
     return data["image"][:count], data["label"][:count].astype(np.int32)
 
 
+COMPACT = os.path.join(ROOT, "train", "assets", "cifar10_compact")
+
+
+def add_attack_flags(parser, images: int) -> None:
+    """The flags every attack benchmark shares: sample size, budget, classifier, data."""
+    parser.add_argument("--images", type=int, default=images)
+    parser.add_argument("--pixels", type=int, default=1)
+    parser.add_argument("--population", type=int, default=400)
+    parser.add_argument("--generations", type=int, default=100)
+    parser.add_argument(
+        "--classifier",
+        default=COMPACT,
+        help="'cnn20' (a ~20 MFLOP CNN, random init) or a train/ workdir",
+    )
+    parser.add_argument("--data", default=DEFAULT_DATA)
+
+
+def correctly_classified(predict, path: str, count: int, batch: int = 256):
+    """(images, labels, indices) of the first `count` images of `path` that `predict`
+    classifies correctly, as the paper samples its attacks."""
+    images, labels = cifar_images(path, 10**9)
+    clean = np.concatenate(
+        [
+            np.asarray(jnp.argmax(predict(jnp.asarray(images[i : i + batch], jnp.float32)), -1))
+            for i in range(0, len(images), batch)
+        ]
+    )
+    keep = np.flatnonzero(clean == labels)[:count]
+    return images[keep], labels[keep].astype(np.int32), keep
+
+
 def numpy_predict(predict):
     """predict for numpy callers (the per-image peers): returns numpy probabilities."""
     return lambda x: np.asarray(predict(jnp.asarray(x, jnp.float32)))

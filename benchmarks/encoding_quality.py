@@ -19,7 +19,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,14 +36,7 @@ VARIANTS = {  # name: (encoding, restriction)
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=200)
-    parser.add_argument("--pixels", type=int, default=1)
-    parser.add_argument("--population", type=int, default=400)
-    parser.add_argument("--generations", type=int, default=100)
-    parser.add_argument(
-        "--classifier", default=os.path.join(common.ROOT, "train", "assets", "cifar10_compact")
-    )
-    parser.add_argument("--data", default=common.DEFAULT_DATA)
+    common.add_attack_flags(parser, images=200)
     parser.add_argument("--regions", default="original,background,foreground")
     parser.add_argument("--variants", default="flat,hilbert,rowcol,restore")
     parser.add_argument("--masks", default="", help="npz cache of GrabCut masks (made if absent)")
@@ -53,15 +45,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     predict, name = common.classifier(args.classifier)
-    images, labels = common.cifar_images(args.data, 10**6)
-    clean = np.concatenate(
-        [
-            np.asarray(jnp.argmax(predict(jnp.asarray(b, jnp.float32)), -1))
-            for b in np.array_split(images, max(1, len(images) // 256))
-        ]
-    )
-    keep = np.flatnonzero(clean == labels)[: args.images]
-    images, labels = images[keep], labels[keep].astype(np.int32)
+    images, labels, keep = common.correctly_classified(predict, args.data, args.images)
     cached = np.load(args.masks) if args.masks and os.path.exists(args.masks) else None
     if cached is not None and np.array_equal(cached["index"], keep):
         foreground = cached["foreground"]

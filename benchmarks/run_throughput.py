@@ -21,7 +21,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,14 +58,7 @@ def memory(sizes):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=64)
-    parser.add_argument("--pixels", type=int, default=1)
-    parser.add_argument("--population", type=int, default=400)
-    parser.add_argument("--generations", type=int, default=100)
-    parser.add_argument(
-        "--classifier", default=os.path.join(common.ROOT, "train", "assets", "cifar10_compact")
-    )
-    parser.add_argument("--data", default=common.DEFAULT_DATA)
+    common.add_attack_flags(parser, images=64)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--peers", default="", help="'art' to also run ART on --peer-images")
     parser.add_argument("--peer-images", type=int, default=8)
@@ -78,10 +70,7 @@ def main(argv=None):
         return memory([int(n) for n in args.memory.split(",")])
 
     predict, name = common.classifier(args.classifier)
-    images, labels = common.cifar_images(args.data, 10**6)
-    clean = np.asarray(jnp.argmax(predict(jnp.asarray(images, jnp.float32)), -1))
-    keep = np.flatnonzero(clean == labels)[: args.images]
-    images, labels = images[keep], labels[keep].astype(np.int32)
+    images, labels, _ = common.correctly_classified(predict, args.data, args.images)
     print(
         f"{name}; {len(images)} correctly classified CIFAR-10 test images; {args.pixels} "
         f"pixel(s), population {args.population}, {args.generations} generations; "

@@ -118,47 +118,20 @@ def test_finished_slots_are_refilled_before_slow_images_end():
     assert saved == {i: int(q) for i, q in enumerate(result.queries)}
 
 
-def test_bad_streaming_arguments():
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(refill_every=0), "refill_every"),
+        (dict(batch_size=-2), "batch_size"),
+        (dict(target=np.ones((3, 2), np.int32)), "target must be"),
+        (dict(target=np.array([[1, 0], [1, 2]], np.int32)), "target must differ"),
+    ],
+)
+def test_bad_streaming_arguments(kwargs, message):
     images, labels = planted.grey_images(2), np.zeros(2, np.int32)
-    with pytest.raises(ValueError, match="refill_every"):
+    with pytest.raises(ValueError, match=message):
         rpx.run(
-            PREDICT,
-            images,
-            labels,
-            config=CONFIG,
-            key=jax.random.key(0),
-            refill_every=0,
-            progress=False,
-        )
-    with pytest.raises(ValueError, match="batch_size"):
-        rpx.run(
-            PREDICT,
-            images,
-            labels,
-            config=CONFIG,
-            key=jax.random.key(0),
-            batch_size=-2,
-            progress=False,
-        )
-    with pytest.raises(ValueError, match="target must be"):
-        rpx.run(
-            THREE,
-            images,
-            labels,
-            target=np.ones((3, 2), np.int32),
-            config=CONFIG,
-            key=jax.random.key(0),
-            progress=False,
-        )
-    with pytest.raises(ValueError, match="target must differ"):
-        rpx.run(
-            THREE,
-            images,
-            labels,
-            target=np.array([[1, 0], [1, 2]], np.int32),
-            config=CONFIG,
-            key=jax.random.key(0),
-            progress=False,
+            THREE, images, labels, config=CONFIG, key=jax.random.key(0), progress=False, **kwargs
         )
 
 
