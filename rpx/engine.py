@@ -49,8 +49,9 @@ def run(
       target: None, int [N], or int [N, T] (T targets per image; row n * T + t).
       batch_size: slots searched at once (rounded up to a multiple of the local device
         count); default 16 per device on CPU, 256 on accelerators.
-      refill_every: populations per compiled segment between refills (default 1 on
-        CPU, 4 on accelerators).
+      refill_every: at most this many populations per compiled segment (default 1 on
+        CPU, 8 on accelerators); a segment also ends as soon as an image stops, so
+        its result is reported and its slot refilled at once.
       callback: called as `callback(rows, partial)` whenever rows finish, with `rows`
         int64 [M] and an `AttackResult` of those M rows (numpy), e.g. to save them.
       progress: show a progress bar (rows done, successes, evaluations/s).
@@ -77,7 +78,7 @@ def run(
     backend_cpu = jax.default_backend() == "cpu"
     size = batch_size or (16 if backend_cpu else 256) * len(devices)
     size = -(-min(size, max(len(mine), 1)) // len(devices)) * len(devices)
-    every = refill_every or (1 if backend_cpu else 4)
+    every = refill_every or (1 if backend_cpu else 8)
     num_classes = num_classes_of(predict, images.shape)
     ctx = slots.make_context(
         predict, config, (size, h, w, c), images.dtype, num_classes, target is not None
@@ -152,7 +153,7 @@ def _compiled(ctx, mesh, dtype):
         return inputs, slots.start(ctx, inputs)
 
     def advance(key, inputs, state, steps):
-        return slots.advance(ctx, key, inputs, state, steps)
+        return slots.advance(ctx, key, inputs, state, steps, stop_on_finish=True)
 
     def merge(inputs, state, new_inputs, new_state, mask):
         pick = lambda a, b: slots._where_rows(mask, b, a)  # noqa: E731
@@ -164,7 +165,11 @@ def _compiled(ctx, mesh, dtype):
     fns = Fns()
     fns.load = jax.jit(shard(load, in_specs=spec, out_specs=spec))
     fns.advance = jax.jit(
-        shard(advance, in_specs=(PartitionSpec(), spec, spec, PartitionSpec()), out_specs=spec),
+        shard(
+            advance,
+            in_specs=(PartitionSpec(), spec, spec, PartitionSpec()),
+            out_specs=spec,
+        ),
         donate_argnums=2,
     )
     fns.merge = jax.jit(merge, donate_argnums=(0, 1))

@@ -144,12 +144,17 @@ def active(state: State) -> jax.Array:
     return state.fresh | state.live
 
 
-def advance(ctx: Context, key, inputs: Inputs, state: State, max_steps) -> State:
-    """Run `step` until no slot is active or `max_steps` populations were evaluated."""
+def advance(ctx: Context, key, inputs: Inputs, state: State, max_steps, stop_on_finish=False):
+    """Run `step` until no slot is active or `max_steps` populations were evaluated, or,
+    with `stop_on_finish`, as soon as a slot that was active stops (so the streaming
+    engine can report it and refill the slot at once)."""
+    was_active = active(state)
 
     def cond(carry):
         i, state = carry
-        return (i < max_steps) & active(state).any()
+        now = active(state)
+        finished = stop_on_finish & (was_active & ~now).any()
+        return (i < max_steps) & now.any() & ~finished
 
     def body(carry):
         i, state = carry

@@ -90,31 +90,39 @@ def test_many_targets_per_image_expand_into_rows():
     np.testing.assert_array_equal(np.argmax(got.probs, -1), targets.reshape(-1))
 
 
-def test_finished_slots_are_refilled_before_slow_images_end():
-    # Slot 0 gets image 0, which succeeds quickly; image 1 (no region pixel in the patch)
-    # runs its whole budget in slot 1; image 2 must start in slot 0 meanwhile.
-    images = planted.grey_images(3, seed=5)
-    region = np.ones((3, 8, 8), bool)
-    region[1] = ~planted.patch_mask(8, 8, PATCH)
+@pytest.mark.parametrize("refill_every", [1, 100])
+def test_a_stopped_image_frees_its_slot_at_once(refill_every):
+    # Two slots. Image 0's region is empty (it stops before any population); images 1,
+    # 3 and 4 are labelled 1 while the classifier says 0, so they succeed in their
+    # initial population; image 2 can never succeed and runs its whole budget. Images 3
+    # and 4 must start in a freed slot while image 2 still runs, whatever the segment
+    # length.
+    images = planted.grey_images(5, seed=5)
+    labels = np.array([0, 1, 0, 1, 1], np.int32)
+    region = np.ones((5, 8, 8), bool)
+    region[0] = False
+    region[2] = ~planted.patch_mask(8, 8, PATCH)
     order, saved = [], {}
 
     def callback(rows, partial):
         order.extend(rows.tolist())
-        for row, queries in zip(rows, partial.queries, strict=True):
-            saved[int(row)] = int(queries)
+        saved.update({int(r): int(q) for r, q in zip(rows, partial.queries, strict=True)})
 
     result = rpx.run(
         PREDICT,
         images,
-        np.zeros(3, np.int32),
+        labels,
         region=region,
         config=CONFIG,
         key=jax.random.key(2),
         batch_size=2,
+        refill_every=refill_every,
         callback=callback,
         progress=False,
     )
-    assert order[-1] == 1 and sorted(order) == [0, 1, 2]
+    assert order[0] == 0 and saved[0] == 0
+    assert saved[1] == saved[3] == saved[4] == 24  # one population each
+    assert order == [0, 1, 3, 4, 2] and saved[2] == 41 * 24
     assert saved == {i: int(q) for i, q in enumerate(result.queries)}
 
 
