@@ -23,7 +23,7 @@ ASSETS = os.path.join(ROOT, "train", "assets")
 DEFAULTS = dict(
     region="all", models="allconv,nin,vgg16_cifar", pixels="1,3,5", attack="both",
     samples=500, population=400, generations=100, restriction="table", seed=0,
-    batch_size=64, workdir="runs/cifar", classifiers=ASSETS,
+    batch_size=16, workdir="runs/cifar", classifiers=ASSETS,
 )  # fmt: skip
 PRESETS = {
     "demo": dict(

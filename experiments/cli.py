@@ -23,7 +23,7 @@ def add_grid_flags(p: argparse.ArgumentParser, models: str, pixels: str, attack:
     p.add_argument("--generations", type=int, help="DE generations (default 100)")
     p.add_argument("--restriction", help="table, restore or both (the ablation; default table)")
     p.add_argument("--seed", type=int, help="picks the samples and seeds the attacks (default 0)")
-    p.add_argument("--batch-size", type=int, help="rows per fused attack call (default 64)")
+    p.add_argument("--batch-size", type=int, help="images searched at once (default 16)")
     p.add_argument("--workdir", help="results.jsonl, table.md and figures/ go here")
     p.add_argument("--data-dir", help="folder with {dataset}-{split}.npz (default: tfds)")
     p.add_argument("--data-file", help="one .npz with `image` and `label` (instead of --data-dir)")

@@ -40,7 +40,7 @@ class Grid:
     seed: int = 0
     population: int = 400
     generations: int = 100
-    batch_size: int = 64
+    batch_size: int = 16
 
 
 def parse_list(flag: str, text: str, choices=None, kind=str) -> tuple:
@@ -196,6 +196,7 @@ def _run_cell(grid, store, cell, predict, images, idx, clean, mask, config) -> N
         store.append(recs)
 
     name = "/".join(str(v) for v in cell.values())
+    tqdm.write(f"{name}: {len(missing)} of {len(idx) * per_image} rows to run")
     engine.attack_rows(
         predict,
         images,

@@ -1,9 +1,10 @@
 """The one place experiments call the attack engine: `attack_rows`.
 
 Rows are image-major, as in `rpx.run`: with targets [N, T], row n * T + t attacks image
-n towards target[n, t], and row r draws its randomness from (key, r). A resumed run
-attacks only the rows still missing, each with its own row index, so its results equal
-those of an uninterrupted run row by row.
+n towards target[n, t], and row r draws its randomness from (key, r). A fresh cell runs
+all its rows through `rpx.run` (streamed slots); a resumed one attacks only the rows
+still missing, each with its own row index (rpx.run has no way to name rows yet), so its
+results equal those of an uninterrupted run row by row.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def attack_rows(
     config: rpx.AttackConfig,
     key: jax.Array,
     callback: Callable[[np.ndarray, object], None],
-    batch_size: int = 64,
+    batch_size: int = 16,
     desc: str = "attack",
 ) -> None:
     """Attack rows of (images x targets) and hand each finished group to `callback`.
@@ -47,7 +48,7 @@ def attack_rows(
       config, key: as in `rpx.attack`.
       callback: `callback(rows int [M'], partial)`, partial an AttackResult of numpy
         arrays with M' rows, called as soon as those rows are done.
-      batch_size: rows per fused call.
+      batch_size: rows searched at once (rpx.run's slots; rows per call on resume).
     """
     images = np.asarray(images)
     labels = np.asarray(labels)
@@ -61,6 +62,10 @@ def attack_rows(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if rows.size == 0:
+        return
+    if np.array_equal(rows, all_rows):
+        rpx.run(predict, images, labels, region, target, config=config, key=key,
+                batch_size=batch_size, callback=callback)  # fmt: skip
         return
     region = regions.broadcast(region, n, *images.shape[1:3])
     region = np.asarray(region)

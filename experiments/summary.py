@@ -64,6 +64,16 @@ def table2_markdown(records: list[dict], num_targets: int | None = None) -> str:
                     ref = "" if theirs is None else f" ({theirs:.2f}%)"
                     row.append(pct(cells[(r, p)][metric]) + ref)
                 lines.append(f"| {metric} | " + " | ".join(row) + " |")
+            counts = [
+                "/".join(
+                    str(len({r["image"] for r in cell_recs if r["attack"] == a}))
+                    for a in ("untargeted", "targeted")
+                )
+                for cell_recs in (
+                    [r for r in mrecs if (r["region"], r["pixels"]) == c] for c in cols
+                )
+            ]
+            lines.append("| images (untargeted/targeted) | " + " | ".join(counts) + " |")
             lines.append("")
     return "\n".join(lines)
 

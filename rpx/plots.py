@@ -136,7 +136,8 @@ def fitness_plot(curves: dict, path: str, title: str = "", max_lines: int = 15) 
         ax.plot(m, lw=2, label=name)
     ax.set_title("means", fontsize=9)
     ax.set_xlabel("generation")
-    ax.legend(fontsize=8)
+    if means:
+        ax.legend(fontsize=8)
     fig.suptitle(title)
     return _save(fig, path)
 

@@ -84,6 +84,7 @@ def test_full_run_writes_every_row_table_and_figures(full_run, data):
     assert "## Table II" in table and "## Table IV" in table
     assert "| untargeted2 |" in table and "(12.60%)" not in table  # not a paper model
     assert "REDUCED" in table
+    assert "| images (untargeted/targeted) | 5/5 | 5/5 | 5/5 |" in table
     figures = sorted(os.listdir(os.path.join(full_run, "figures")))
     assert figures == [
         "examples_tiny.png",

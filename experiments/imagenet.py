@@ -1,0 +1,147 @@
+"""Reproduce the paper's ImageNet results (Tables III and IV) with U^2-Net masks.
+
+    python -m experiments.imagenet --u2net=u2net.pth --workdir=runs/imagenet
+    python -m experiments.imagenet --u2net=u2netp.pth --image-folder=DIR --models=resnet50=W
+
+Images come from tensorflow-datasets imagenet2012 (`--split`, default validation), from
+`--data-dir` (DIR/imagenet2012-{split}.npz) or from `--image-folder` (one sub-folder per
+class, sorted names = class indices), resized to --image-size (224, as the paper).
+Foreground masks: U^2-Net (`--u2net`, an official .pth) on the picked images, cached in
+WORKDIR/masks-u2net.npz. Results, resume and summaries as experiments.cifar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import cv2
+import numpy as np
+
+from experiments import cli, summary
+
+DEFAULTS = dict(
+    region="all", models="alexnet,resnet50,vgg16_imagenet", pixels="1", attack="untargeted",
+    samples=420, population=400, generations=100, restriction="table", seed=0,
+    batch_size=16, workdir="runs/imagenet", classifiers="train/assets",
+)  # fmt: skip
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class Images:
+    """Random access to resized RGB uint8 images: `images(indices) -> ([M, S, S, 3], labels)`."""
+
+    def __init__(self, args):
+        size = args.image_size
+        if size < 8:
+            raise ValueError(f"--image-size must be >= 8, got {size}")
+        self.size = size
+        if args.image_folder:
+            self.files, self.labels = folder_files(args.image_folder)
+            self.read = lambda i: cv2.cvtColor(cv2.imread(self.files[i]), cv2.COLOR_BGR2RGB)
+            self.name = f"folder {os.path.abspath(args.image_folder)}"
+        else:
+            from rpx import datasets
+
+            src = datasets.source("imagenet2012", args.split, args.data_dir)
+            self.src = src
+            self.labels = None
+            self.read = lambda i: np.asarray(self.src[int(i)]["image"])
+            self.name = f"imagenet2012/{args.split} from {args.data_dir or 'tfds'}"
+        self.total = len(self.files) if args.image_folder else len(self.src)
+
+    def __call__(self, indices):
+        images = np.stack([self._resized(self.read(i)) for i in indices])
+        if self.labels is not None:
+            return images, self.labels[np.asarray(indices)]
+        return images, np.array([int(self.src[int(i)]["label"]) for i in indices])
+
+    def _resized(self, image):
+        if image.shape[:2] == (self.size, self.size):
+            return image.astype(np.uint8)
+        return cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
+
+
+def folder_files(root: str) -> tuple[list[str], np.ndarray]:
+    """Image files under root/<class>/ and their labels (sorted class-folder order)."""
+    if not os.path.isdir(root):
+        raise ValueError(f"--image-folder {root} is not a folder")
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        for f in sorted(os.listdir(os.path.join(root, name))):
+            if f.lower().endswith(IMAGE_SUFFIXES):
+                files.append(os.path.join(root, name, f))
+                labels.append(label)
+    if not files:
+        raise ValueError(f"--image-folder {root} holds no images in class sub-folders")
+    return files, np.asarray(labels, np.int64)
+
+
+def u2net_masks(path: str, cache: str, size: int):
+    """foreground(indices, images) with U^2-Net, caching masks by image index in `cache`."""
+    from rpx import segment
+
+    if not path or not os.path.isfile(path):
+        raise ValueError(
+            f"--u2net must name an official U^2-Net checkpoint (u2net.pth or u2netp.pth from "
+            f"github.com/xuebinqin/U-2-Net), got {path!r}"
+        )
+    model, variables = segment.load_u2net(path)
+
+    def foreground(indices, images):
+        known = {}
+        if os.path.exists(cache):
+            with np.load(cache) as d:
+                known = dict(zip(d["index"].tolist(), d["masks"], strict=True))
+        todo = [i for i, idx in enumerate(indices) if int(idx) not in known]
+        if todo:
+            new = segment.u2net.masks(model, variables, images[todo], size=size)
+            known.update({int(indices[i]): m for i, m in zip(todo, new, strict=True)})
+            keys = sorted(known)
+            np.savez_compressed(
+                cache, index=np.array(keys), masks=np.stack([known[k] for k in keys])
+            )
+        return np.stack([known[int(i)] for i in indices])
+
+    return foreground
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (2 with a message for bad input)."""
+    return cli.main_guard(_main, argv)
+
+
+def _main(argv) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.imagenet", description=__doc__)
+    cli.add_grid_flags(p, DEFAULTS["models"], DEFAULTS["pixels"], DEFAULTS["attack"])
+    p.add_argument("--split", default="validation", help="tfds split (default validation)")
+    p.add_argument("--image-folder", help="folder of class sub-folders of images")
+    p.add_argument("--image-size", type=int, default=224, help="images are resized to this")
+    p.add_argument("--u2net", help="official U^2-Net .pth for the foreground masks")
+    p.add_argument("--u2net-size", type=int, default=320, help="U^2-Net input size (320)")
+    args = cli.resolve(p.parse_args(argv), {}, DEFAULTS)
+    grid = cli.grid_from(args, "imagenet2012")
+    get = Images(args)
+    loaded = cli.load_classifiers(grid, "imagenet2012", "--data-dir=DATA")
+    os.makedirs(args.workdir, exist_ok=True)
+    foreground = u2net_masks(args.u2net, os.path.join(args.workdir, "masks-u2net.npz"),
+                             args.u2net_size)  # fmt: skip
+    print(cli.budget_line(grid, 420))
+    settings = dict(
+        dataset="imagenet2012", source=get.name, seed=grid.seed, population=grid.population,
+        generations=grid.generations, image_size=get.size, u2net=os.path.abspath(args.u2net),
+        u2net_size=args.u2net_size,
+    )  # fmt: skip
+    header = f"# ImageNet results\n\n{cli.budget_line(grid, 420)}; data {get.name}."
+
+    def summarise(records):
+        yield summary.write_table(args.workdir, records, header, table3=True)
+        yield from summary.write_figures(args.workdir, records, get)
+
+    return cli.run(grid, settings, args.workdir, get.total, get, loaded, foreground, summarise)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""python -m experiments.imagenet end to end: an image folder, a random U^2-Net-P, a tiny
+classifier and budget."""
+
+import json
+import os
+
+import cv2
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import train
+from experiments import imagenet
+from rpx.segment.pth import save_state_dict
+from tests.experiments.tiny import tiny_predict
+from tests.rpx.segment.test_u2net import random_state_dict
+
+CLASSES = 6
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Images of several sizes in class folders c0..c5, each filed under the class the
+    tiny model predicts after the experiment's resize (so most are picked)."""
+    root = tmp_path_factory.mktemp("imagenet")
+    rng = np.random.default_rng(1)
+    predict = tiny_predict(CLASSES)
+    for c in range(CLASSES):
+        os.makedirs(root / "images" / f"c{c}")
+    for i in range(14):
+        size = (64, 64) if i % 2 else (48, 80)
+        image = (rng.integers(0, 200, (1, 1, 3)) + rng.integers(0, 40, (*size, 3))).astype(np.uint8)
+        image[16:40, 16:40] = rng.integers(0, 255, 3)
+        small = cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA)
+        label = int(np.asarray(predict(jnp.asarray(small[None], jnp.float32))).argmax())
+        if i < 2:
+            label = (label + 1) % CLASSES  # a wrongly classified one must not be picked
+        cv2.imwrite(str(root / "images" / f"c{label}" / f"{i}.png"), image[..., ::-1])
+    pth = str(root / "u2netp.pth")
+    save_state_dict(pth, random_state_dict("u2netp"))
+    return str(root / "images"), pth
+
+
+def argv(folder, workdir, *extra):
+    images, pth = folder
+    return [
+        "--models=tiny=/nowhere/tiny",
+        f"--image-folder={images}",
+        "--image-size=32",
+        f"--u2net={pth}",
+        "--u2net-size=32",
+        f"--workdir={workdir}",
+        "--samples=4",
+        "--population=8",
+        "--generations=2",
+        *extra,
+    ]
+
+
+def test_imagenet_end_to_end_and_rerun(tmp_path, folder, monkeypatch):
+    monkeypatch.setattr(train, "load_classifier", lambda w: (tiny_predict(CLASSES), {}))
+    workdir = str(tmp_path / "w")
+    assert imagenet.main(argv(folder, workdir)) == 0
+    with open(os.path.join(workdir, "results.jsonl")) as f:
+        lines = [json.loads(line) for line in f]
+    assert len(lines) == 4 * 3
+    assert {r["region"] for r in lines} == {"original", "foreground", "background"}
+    assert all(r["attack"] == "untargeted" and len(r["clean_top"]) == 5 for r in lines)
+    files = imagenet.folder_files(folder[0])[0]
+    assert not {r["image"] for r in lines} & {
+        i for i, f in enumerate(files) if os.path.basename(f) in ("0.png", "1.png")
+    }
+    with np.load(os.path.join(workdir, "masks-u2net.npz")) as d:
+        assert sorted(d["index"].tolist()) == sorted({r["image"] for r in lines})
+        assert d["masks"].shape == (4, 32, 32) and d["masks"].dtype == bool
+    table = open(os.path.join(workdir, "table.md")).read()
+    assert "## Table III" in table and "| Conf.-Decrease-top5(unsucc) |" in table
+    assert "## Table IV" in table
+    assert os.path.exists(os.path.join(workdir, "figures", "fig6_fitness_tiny.png"))
+    assert imagenet.main(argv(folder, workdir)) == 0
+    with open(os.path.join(workdir, "results.jsonl")) as f:
+        assert len(f.readlines()) == len(lines)
+
+
+def test_imagenet_bad_input(tmp_path, folder, monkeypatch, capsys):
+    monkeypatch.setattr(train, "load_classifier", lambda w: (tiny_predict(CLASSES), {}))
+    assert imagenet.main(argv(folder, str(tmp_path), "--u2net=/no/such.pth")) == 2
+    assert "--u2net" in capsys.readouterr().err
+    assert imagenet.main(argv((str(tmp_path / "none"), folder[1]), str(tmp_path))) == 2
+    assert "--image-folder" in capsys.readouterr().err
+    assert imagenet.main(argv(folder, str(tmp_path), "--image-size=4")) == 2
+    assert "--image-size" in capsys.readouterr().err
