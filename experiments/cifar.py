@@ -4,8 +4,9 @@
     python -m experiments.cifar --region=background --data-dir=DATA --workdir=runs/cifar
 
 Results go to WORKDIR/results.jsonl as they are found (a re-run continues where the last
-one stopped), summaries to WORKDIR/table.md and WORKDIR/figures/. GrabCut masks are
-cached in WORKDIR/masks.npz (built on first use).
+one stopped), summaries to WORKDIR/table.md and WORKDIR/figures/. GrabCut masks come
+from --masks (a cache of the same images made by `python -m rpx.segment`) or are built
+once into WORKDIR/masks.npz.
 """
 
 from __future__ import annotations
@@ -53,10 +54,16 @@ def load_images(args) -> tuple[np.ndarray, np.ndarray, str]:
     return images, labels, f"cifar10/test from {args.data_dir or 'tfds'}"
 
 
-def mask_cache(path: str, images: np.ndarray, source: str):
-    """The GrabCut mask cache of `images`, built (once) if missing."""
+def mask_cache(path: str, images: np.ndarray, source: str, given: bool):
+    """The GrabCut mask cache of `images`: `path` as given (--masks, any settings, same
+    number of images), else WORKDIR's, built on first use with the default settings."""
     from rpx import segment
 
+    if given:
+        cache = segment.MaskCache(path)  # ValueError "path: ..." when missing
+        if len(cache) != len(images):
+            raise ValueError(f"--masks {path} holds {len(cache)} masks for {len(images)} images")
+        return cache
     if not os.path.exists(path):
         print(f"segmenting {len(images)} images with GrabCut into {path} ...")
         return segment.build_cache(images, path, dataset="cifar10", source=source)
@@ -74,12 +81,14 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.cifar", description=__doc__)
     cli.add_grid_flags(p, DEFAULTS["models"], DEFAULTS["pixels"], DEFAULTS["attack"])
+    p.add_argument("--masks", help="a mask cache of the same images (python -m rpx.segment)")
     args = cli.resolve(p.parse_args(argv), PRESETS, DEFAULTS)
     grid = cli.grid_from(args, "cifar10")
     images, labels, source = load_images(args)
     loaded = cli.load_classifiers(grid, "cifar10", "--data-dir=DATA")
     print(f"preset {args.preset}: " * bool(args.preset) + cli.budget_line(grid, 500))
-    cache = mask_cache(os.path.join(args.workdir, "masks.npz"), images, source)
+    path = args.masks or os.path.join(args.workdir, "masks.npz")
+    cache = mask_cache(path, images, source, given=bool(args.masks))
     settings = dict(
         dataset="cifar10", source=source, seed=grid.seed, population=grid.population,
         generations=grid.generations, masks=cache.settings,

@@ -122,25 +122,28 @@ def table3_markdown(records: list[dict]) -> str:
 
 
 def ablation_markdown(records: list[dict]) -> str:
-    """Untargeted success and mean generations per (model, pixels, region) by restriction."""
+    """Untargeted success and mean generations per (model, pixels, region) by restriction,
+    each cell over the images attacked under every restriction (equal footing)."""
     restrictions = sorted({r["restriction"] for r in records})
     if len(restrictions) < 2:
         return ""
-    cells = metrics.by_cell(
-        records, ("model", "pixels", "region", "restriction"), metrics.success_and_generations
-    )
+    unt = [r for r in records if r["attack"] == "untargeted"]
     head = " | ".join(f"{x} success | {x} mean gens" for x in restrictions)
     lines = [
-        f"| Model | Pixels | Region | {head} |",
-        "|---|---|---|" + "---|---|" * len(restrictions),
+        f"| Model | Pixels | Region | Images | {head} |",
+        "|---|---|---|---|" + "---|---|" * len(restrictions),
     ]
-    keys = sorted({k[:3] for k in cells}, key=lambda k: (k[0], k[1], REGION_ORDER.index(k[2])))
-    for model, p, region in keys:
+    groups = metrics.group(unt, "model", "pixels", "region")
+    for model, p, region in sorted(groups, key=lambda k: (k[0], k[1], REGION_ORDER.index(k[2]))):
+        by = metrics.group(groups[(model, p, region)], "restriction")
+        if len(by) < len(restrictions):
+            continue  # not run under every restriction
+        common = set.intersection(*({r["image"] for r in rs} for rs in by.values()))
         row = []
         for x in restrictions:
-            c = cells.get((model, p, region, x))
-            row += ["-", "-"] if c is None else [pct(c["success"]), _num(c["generations"])]
-        lines.append(f"| {model} | {p} | {region} | " + " | ".join(row) + " |")
+            c = metrics.success_and_generations([r for r in by[(x,)] if r["image"] in common])
+            row += [pct(c["success"]), _num(c["generations"])]
+        lines.append(f"| {model} | {p} | {region} | {len(common)} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 import train
@@ -177,3 +178,22 @@ def test_demo_preset_is_a_valid_reduced_grid():
         "background",
     )
     assert "REDUCED" in cli.budget_line(grid, 500)
+
+
+def test_masks_flag_reuses_a_cache_of_the_same_images(tmp_path, data, full_run, tiny_classifier,
+                                                     capsys):  # fmt: skip
+    from rpx import segment
+
+    masks = os.path.join(full_run, "masks.npz")
+    workdir = str(tmp_path / "w")
+    args = argv(data[0], workdir, f"--masks={masks}", "--region=foreground", "--attack=untargeted")
+    assert cifar.main(args) == 0
+    assert not os.path.exists(os.path.join(workdir, "masks.npz"))
+    # Same images, same masks: the same records as the full run's for that cell.
+    full = {key(r): r for r in read_lines(full_run)}
+    for r in read_lines(workdir):
+        assert full[key(r)] == r
+    small = str(tmp_path / "small.npz")
+    segment.save_masks(small, np.zeros((3, 32, 32), bool), np.zeros(3, int), {})
+    assert cifar.main(argv(data[0], str(tmp_path / "v"), f"--masks={small}")) == 2
+    assert "--masks" in capsys.readouterr().err
