@@ -38,24 +38,27 @@ class Images:
             raise ValueError(f"--image-size must be >= 8, got {size}")
         self.size = size
         if args.image_folder:
-            self.files, self.labels = folder_files(args.image_folder)
-            self.read = lambda i: cv2.cvtColor(cv2.imread(self.files[i]), cv2.COLOR_BGR2RGB)
+            files, labels = folder_files(args.image_folder)
+            self.read = lambda i: (cv2.cvtColor(cv2.imread(files[i]), cv2.COLOR_BGR2RGB), labels[i])
+            self.total = len(files)
             self.name = f"folder {os.path.abspath(args.image_folder)}"
         else:
             from rpx import datasets
 
             src = datasets.source("imagenet2012", args.split, args.data_dir)
-            self.src = src
-            self.labels = None
-            self.read = lambda i: np.asarray(self.src[int(i)]["image"])
+
+            def example(i):
+                e = src[i]  # decodes the image: read it once
+                return np.asarray(e["image"]), int(e["label"])
+
+            self.read = example
+            self.total = len(src)
             self.name = f"imagenet2012/{args.split} from {args.data_dir or 'tfds'}"
-        self.total = len(self.files) if args.image_folder else len(self.src)
 
     def __call__(self, indices):
-        images = np.stack([self._resized(self.read(i)) for i in indices])
-        if self.labels is not None:
-            return images, self.labels[np.asarray(indices)]
-        return images, np.array([int(self.src[int(i)]["label"]) for i in indices])
+        examples = [self.read(int(i)) for i in indices]
+        images = np.stack([self._resized(image) for image, _ in examples])
+        return images, np.array([label for _, label in examples], np.int64)
 
     def _resized(self, image):
         if image.shape[:2] == (self.size, self.size):

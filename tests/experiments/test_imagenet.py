@@ -90,3 +90,20 @@ def test_imagenet_bad_input(tmp_path, folder, monkeypatch, capsys):
     assert "--image-folder" in capsys.readouterr().err
     assert imagenet.main(argv(folder, str(tmp_path), "--image-size=4")) == 2
     assert "--image-size" in capsys.readouterr().err
+
+
+def test_images_from_an_npz_data_dir_are_resized(tmp_path):
+    import argparse
+
+    images = np.arange(3 * 40 * 40 * 3, dtype=np.uint32).reshape(3, 40, 40, 3) % 251
+    np.savez(tmp_path / "imagenet2012-validation.npz", image=images.astype(np.uint8),
+             label=np.array([7, 8, 9]))  # fmt: skip
+    args = argparse.Namespace(image_size=20, image_folder=None, split="validation",
+                              data_dir=str(tmp_path))  # fmt: skip
+    get = imagenet.Images(args)
+    assert get.total == 3
+    out, labels = get(np.array([2, 0]))
+    assert out.shape == (2, 20, 20, 3) and out.dtype == np.uint8
+    assert labels.tolist() == [9, 7]
+    expected = cv2.resize(images[2].astype(np.uint8), (20, 20), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(out[0], expected)
