@@ -105,7 +105,9 @@ def attack(
 
     Returns:
       An `AttackResult` with one row per image. Also works under the caller's `jit`
-      (value checks then apply only to concrete inputs).
+      (value checks then apply only to concrete inputs). `predict` and `config` are
+      static: pass the same function object again to reuse the compiled program (a new
+      lambda per call compiles anew).
     """
     config = AttackConfig() if config is None else config
     images, labels, region, target = checks.check_inputs(
