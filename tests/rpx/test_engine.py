@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -182,3 +183,50 @@ def test_four_fake_cpu_devices_give_the_same_results():
         np.testing.assert_array_equal(
             np.asarray(getattr(expected, field)), got[field], err_msg=field
         )
+
+
+TWO_HOSTS = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=sys.argv[2], num_processes=2,
+                               process_id=int(sys.argv[1]))
+    import numpy as np, rpx
+    from tests.rpx.test_engine import CONFIG, PREDICT, mixed_batch
+    images, labels, region = mixed_batch()
+    result = rpx.run(PREDICT, images, labels, region=region, config=CONFIG,
+                     key=jax.random.key(0), batch_size=2, progress=False)
+    print(json.dumps(dict(hosts=jax.process_count(),
+                          generations=np.asarray(result.generations).tolist(),
+                          positions=np.asarray(result.positions).tolist())))
+    """
+)
+
+
+def test_two_processes_share_the_rows_and_both_return_all_of_them():
+    with socket.socket() as s:  # a free local port for the coordinator
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    hosts = [
+        subprocess.Popen(
+            [sys.executable, "-c", TWO_HOSTS, str(i), address],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [host.communicate(timeout=600) for host in hosts]
+    images, labels, region = mixed_batch()
+    expected = rpx.attack(
+        PREDICT, images, labels, region=region, config=CONFIG, key=jax.random.key(0)
+    )
+    for host, (out, err) in zip(hosts, outputs, strict=True):
+        assert host.returncode == 0, err[-3000:]
+        got = json.loads(out.strip().splitlines()[-1])
+        assert got["hosts"] == 2
+        np.testing.assert_array_equal(got["generations"], expected.generations)
+        np.testing.assert_array_equal(got["positions"], expected.positions)
