@@ -208,5 +208,4 @@ def _run_cell(grid, store, cell, predict, images, idx, clean, mask, config) -> N
         key=cell_key(grid.seed, **cell),
         callback=write,
         batch_size=grid.batch_size,
-        desc=name,
     )

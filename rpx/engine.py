@@ -40,6 +40,7 @@ def run(
     refill_every: int | None = None,
     callback: Callable[[np.ndarray, AttackResult], None] | None = None,
     progress: bool = True,
+    rows=None,
 ) -> AttackResult:
     """`rpx.attack` for any number of images, streamed through `batch_size` slots.
 
@@ -55,6 +56,9 @@ def run(
       callback: called as `callback(rows, partial)` whenever rows finish, with `rows`
         int64 [M] and an `AttackResult` of those M rows (numpy), e.g. to save them.
       progress: show a progress bar (rows done, successes, evaluations/s).
+      rows: int [M], run only these rows of the N * T grid (e.g. the ones a killed run
+        left undone); each keeps its own randomness, so row r equals row r of a run of
+        all rows. The result then has M rows, in this order; `callback` gets row numbers.
 
     Returns:
       An `AttackResult` (numpy arrays) with one row per image (per image and target).
@@ -71,8 +75,9 @@ def run(
     images, labels = np.asarray(images), np.asarray(labels, np.int32)
     n, h, w, c = images.shape
     per_image = 1 if target is None or np.ndim(target) == 1 else np.shape(target)[1]
-    rows_all = np.arange(n * per_image)
-    mine = rows_all[jax.process_index() :: jax.process_count()]
+    requested = _requested_rows(rows, n * per_image)
+    # Slots hold positions into `requested`; each host takes every P-th position.
+    mine = np.arange(len(requested))[jax.process_index() :: jax.process_count()]
 
     devices = jax.local_devices()
     backend_cpu = jax.default_backend() == "cpu"
@@ -87,16 +92,16 @@ def run(
 
     region_np = None if region is None else np.asarray(region, bool)
     target_np = None if target is None else np.asarray(target, np.int32).reshape(n, per_image)
-    out = _Results(len(rows_all), (h, w, c), images.dtype, config, num_classes)
+    out = _Results(len(requested), (h, w, c), images.dtype, config, num_classes)
 
-    def host_batch(rows_for_slots):
-        # Slot data for `rows_for_slots` (int [S], -1 = keep the slot's current image).
-        row = np.where(rows_for_slots >= 0, rows_for_slots, 0)
+    def host_batch(positions):
+        # Slot data for `positions` into `requested` (int [S]; -1: keep the slot's image).
+        row = requested[np.where(positions >= 0, positions, 0)]
         image_index, t = np.divmod(row, per_image)
         reg = np.ones((size, h, w), bool)
         if region_np is not None:
             reg = np.broadcast_to(region_np, (n, h, w))[image_index]
-            reg[rows_for_slots < 0] = True  # placeholders: no clean-image evaluation
+            reg[positions < 0] = True  # placeholders: no clean-image evaluation
         goal = labels[image_index] if target_np is None else target_np[image_index, t]
         return (images[image_index], reg, labels[image_index], goal, row.astype(np.int32))
 
@@ -132,7 +137,7 @@ def run(
             slot_row[done] = -1
             evaluations += int(finished["queries"].sum())
             if callback is not None:
-                callback(rows, AttackResult(**finished))
+                callback(requested[rows], AttackResult(**finished))
             if bar is not None:
                 bar.update(len(done))
                 rate = evaluations / max(time.perf_counter() - started, 1e-9)
@@ -140,6 +145,21 @@ def run(
     if bar is not None:
         bar.close()
     return out.gather(mine)
+
+
+def _requested_rows(rows, total: int) -> np.ndarray:
+    if rows is None:
+        return np.arange(total)
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+        raise ValueError(f"rows must be a 1-D integer array, got {rows.dtype} {rows.shape}")
+    if rows.size and (rows.min() < 0 or rows.max() >= total):
+        raise ValueError(
+            f"rows must be row indices in [0, {total}), got [{rows.min()}, {rows.max()}]"
+        )
+    if len(np.unique(rows)) != len(rows):
+        raise ValueError("rows must not repeat a row")
+    return rows.astype(np.int64)
 
 
 @functools.lru_cache(maxsize=16)

@@ -65,6 +65,27 @@ def test_results_equal_attack_whatever_the_batch_size(batch_size):
     assert got.queries[2] == 0 and not got.success[5] and got.generations[5] == 41
 
 
+def test_named_rows_equal_the_same_rows_of_a_full_run():
+    images, labels, region = mixed_batch()
+    full = rpx.attack(PREDICT, images, labels, region=region, config=CONFIG, key=jax.random.key(0))
+    rows = np.array([7, 2, 5])
+    seen = []
+    part = rpx.run(
+        PREDICT,
+        images,
+        labels,
+        region=region,
+        config=CONFIG,
+        key=jax.random.key(0),
+        rows=rows,
+        batch_size=2,
+        progress=False,
+        callback=lambda r, partial: seen.extend(r.tolist()),
+    )
+    assert sorted(seen) == [2, 5, 7]
+    assert_same(jax.tree.map(lambda a: np.asarray(a)[rows], full), part)
+
+
 def test_many_targets_per_image_expand_into_rows():
     images = planted.grey_images(3, seed=4)
     labels = np.zeros(3, np.int32)
@@ -132,6 +153,8 @@ def test_a_stopped_image_frees_its_slot_at_once(refill_every):
     [
         (dict(refill_every=0), "refill_every"),
         (dict(batch_size=-2), "batch_size"),
+        (dict(rows=np.array([0, 4])), "rows must be row indices"),
+        (dict(rows=np.array([1, 1])), "rows must not repeat"),
         (dict(target=np.ones((3, 2), np.int32)), "target must be"),
         (dict(target=np.array([[1, 0], [1, 2]], np.int32)), "target must differ"),
     ],
