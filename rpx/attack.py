@@ -127,7 +127,7 @@ def fused_attack(predict, config, images, labels, region, target, key, index) ->
     `index` int32 [N] names each image for its randomness (key folded with the index),
     so an image's result does not depend on which other images share the call.
     """
-    num_classes = num_classes_of(predict, images.shape)
+    num_classes = checks.num_classes_of(predict, images.shape)
     ctx = slots.make_context(
         predict, config, images.shape, images.dtype, num_classes, target is not None
     )
@@ -135,9 +135,3 @@ def fused_attack(predict, config, images, labels, region, target, key, index) ->
     state = slots.start(ctx, inputs)
     state = slots.advance(ctx, key, inputs, state, config.generations + 1)
     return AttackResult(**slots.finish(ctx, inputs, state, images.dtype))
-
-
-def num_classes_of(predict, images_shape) -> int:
-    """K of predict's output [B, K] for images of shape [B, H, W, C]."""
-    probe = jax.ShapeDtypeStruct((1, *images_shape[1:]), jnp.float32)
-    return jax.eval_shape(predict, probe).shape[-1]

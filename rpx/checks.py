@@ -57,7 +57,7 @@ def check_inputs(
     n, h, w, c = images.shape
     if n == 0 or h == 0 or w == 0 or c == 0:
         raise ValueError(f"images must not have an empty dimension, got shape {images.shape}")
-    num_classes = _num_classes(predict, h, w, c)
+    num_classes = num_classes_of(predict, images.shape)
 
     labels = _class_vector("labels", labels, n, num_classes)
     if target is not None:
@@ -93,7 +93,9 @@ def check_inputs(
     return images, labels, region, target
 
 
-def _num_classes(predict, h, w, c) -> int:
+def num_classes_of(predict, images_shape) -> int:
+    """K of predict's probabilities [B, K] for images [B, H, W, C] (ValueError if not)."""
+    h, w, c = images_shape[1:]
     try:
         out = jax.eval_shape(predict, jax.ShapeDtypeStruct((2, h, w, c), jnp.float32))
     except Exception as error:  # the user's function failed on the images' shape

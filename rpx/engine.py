@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import time
+import types
 from collections.abc import Callable
 
 import jax
@@ -22,7 +23,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from rpx import checks, slots
-from rpx.attack import AttackConfig, AttackResult, num_classes_of
+from rpx.attack import AttackConfig, AttackResult
 
 AXIS = "slots"
 
@@ -84,7 +85,7 @@ def run(
     size = batch_size or (16 if backend_cpu else 256) * len(devices)
     size = -(-min(size, max(len(mine), 1)) // len(devices)) * len(devices)
     every = refill_every or (1 if backend_cpu else 8)
-    num_classes = num_classes_of(predict, images.shape)
+    num_classes = checks.num_classes_of(predict, images.shape)
     ctx = slots.make_context(
         predict, config, (size, h, w, c), images.dtype, num_classes, target is not None
     )
@@ -179,10 +180,7 @@ def _compiled(ctx, mesh, dtype):
         pick = lambda a, b: slots._where_rows(mask, b, a)  # noqa: E731
         return jax.tree.map(pick, inputs, new_inputs), jax.tree.map(pick, state, new_state)
 
-    class Fns:
-        pass
-
-    fns = Fns()
+    fns = types.SimpleNamespace()
     fns.load = jax.jit(shard(load, in_specs=spec, out_specs=spec))
     fns.advance = jax.jit(
         shard(
