@@ -45,11 +45,16 @@ class AlexNet(nn.Module):
         x = nn.relu(conv(384, 3, dtype=self.dtype, feature_group_count=2)(x))
         x = nn.relu(conv(256, 3, dtype=self.dtype, feature_group_count=2)(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2))
-        x = x.reshape(x.shape[0], -1)
-        for _ in range(2):
-            x = nn.relu(dense(4096, dtype=self.dtype)(x))
-            x = nn.Dropout(0.5, deterministic=not train)(x)
-        return dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+        return _classifier_head(x, self.num_classes, self.dtype, train)
+
+
+def _classifier_head(x, num_classes: int, dtype, train: bool):
+    """AlexNet's and VGG's head: flatten, two Dense-4096 + ReLU + Dropout 0.5, logits."""
+    x = x.reshape(x.shape[0], -1)
+    for _ in range(2):
+        x = nn.relu(dense(4096, dtype=dtype)(x))
+        x = nn.Dropout(0.5, deterministic=not train)(x)
+    return dense(num_classes, dtype=dtype)(x).astype(jnp.float32)
 
 
 class VGG16ImageNet(nn.Module):
@@ -65,11 +70,7 @@ class VGG16ImageNet(nn.Module):
             for _ in range(repeats):
                 x = nn.relu(conv(width, 3, dtype=self.dtype)(x))
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = x.reshape(x.shape[0], -1)
-        for _ in range(2):
-            x = nn.relu(dense(4096, dtype=self.dtype)(x))
-            x = nn.Dropout(0.5, deterministic=not train)(x)
-        return dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+        return _classifier_head(x, self.num_classes, self.dtype, train)
 
 
 class _Bottleneck(nn.Module):
