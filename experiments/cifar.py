@@ -28,7 +28,7 @@ DEFAULTS = dict(
 )  # fmt: skip
 PRESETS = {
     "demo": dict(
-        models=f"compact={os.path.join(ASSETS, 'cifar10_compact')}",
+        models=f"compact={os.path.join(ASSETS, 'cifar10_compact_cpu')}",  # trained on a 2-core CPU
         data_file=os.path.join(ASSETS, "cifar10_test_sample100.npz"),
         samples=10,
         pixels="1",
