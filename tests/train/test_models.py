@@ -10,6 +10,7 @@ from train import models
 # The papers' sizes (VGG-16 (C) is the 512-512-K head CIFAR variant).
 PARAMS = {
     "compact": 0.48e6,
+    "compact_fast": 0.76e6,
     "allconv": 1.37e6,
     "nin": 0.97e6,
     "vgg16_cifar": 15.25e6,
@@ -17,7 +18,7 @@ PARAMS = {
     "resnet50": 25.56e6,
     "vgg16_imagenet": 138.36e6,
 }
-CIFAR = ["compact", "allconv", "nin", "vgg16_cifar"]
+CIFAR = ["compact", "compact_fast", "allconv", "nin", "vgg16_cifar"]
 IMAGENET = ["alexnet", "resnet50", "vgg16_imagenet"]
 
 

@@ -213,11 +213,16 @@ def test_load_classifier_missing_workdir(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "asset, accuracy", [("cifar10_compact", 0.85), ("cifar10_compact_cpu", 0.84)]
+    "asset, model, accuracy",
+    [
+        ("cifar10_compact", "compact", 0.85),
+        ("cifar10_compact_cpu", "compact", 0.84),
+        ("cifar10_compact_fast", "compact_fast", 0.83),
+    ],
 )
-def test_shipped_compact_classifier_on_the_shipped_sample(asset, accuracy):
+def test_shipped_compact_classifier_on_the_shipped_sample(asset, model, accuracy):
     predict, info = train.load_classifier(os.path.join(ASSETS, asset))
-    assert info["model"] == "compact" and info["dataset"] == "cifar10"
+    assert info["model"] == model and info["dataset"] == "cifar10"
     assert info["accuracy"] > accuracy
     sample = np.load(os.path.join(ASSETS, "cifar10_test_sample100.npz"))
     assert sample["image"].shape == (100, 32, 32, 3) and sample["image"].dtype == np.uint8

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from train.models.cifar import AllConv, Compact, NiN, VGG16Cifar
+from train.models.cifar import AllConv, Compact, CompactFast, NiN, VGG16Cifar
 from train.models.imagenet import AlexNet, ResNet50, VGG16ImageNet
 
 
@@ -32,6 +32,7 @@ class Spec:
 
 REGISTRY: dict[str, Spec] = {
     "compact": Spec(Compact, 32, 10, "cifar10"),
+    "compact_fast": Spec(CompactFast, 32, 10, "cifar10"),
     "allconv": Spec(AllConv, 32, 10, "cifar10"),
     "nin": Spec(NiN, 32, 10, "cifar10"),
     "vgg16_cifar": Spec(VGG16Cifar, 32, 10, "cifar10"),
