@@ -45,43 +45,39 @@ def mixed_batch(n=9):
     return images, np.zeros(n, np.int32), region
 
 
-@pytest.mark.parametrize("batch_size", [1, 4, 16])
-def test_results_equal_attack_whatever_the_batch_size(batch_size):
+def attack_mixed():
+    """rpx.attack on mixed_batch() with CONFIG and key 0: what every rpx.run must equal."""
     images, labels, region = mixed_batch()
-    expected = rpx.attack(
-        PREDICT, images, labels, region=region, config=CONFIG, key=jax.random.key(0)
-    )
-    got = rpx.run(
+    return rpx.attack(PREDICT, images, labels, region=region, config=CONFIG, key=jax.random.key(0))
+
+
+def run_mixed(**kwargs):
+    """rpx.run on mixed_batch() with CONFIG, key 0 and no progress bar, plus `kwargs`."""
+    images, labels, region = mixed_batch()
+    return rpx.run(
         PREDICT,
         images,
         labels,
         region=region,
         config=CONFIG,
         key=jax.random.key(0),
-        batch_size=batch_size,
         progress=False,
+        **kwargs,
     )
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 16])
+def test_results_equal_attack_whatever_the_batch_size(batch_size):
+    expected, got = attack_mixed(), run_mixed(batch_size=batch_size)
     assert_same(expected, got)
     assert got.queries[2] == 0 and not got.success[5] and got.generations[5] == 41
 
 
 def test_named_rows_equal_the_same_rows_of_a_full_run():
-    images, labels, region = mixed_batch()
-    full = rpx.attack(PREDICT, images, labels, region=region, config=CONFIG, key=jax.random.key(0))
+    full = attack_mixed()
     rows = np.array([7, 2, 5])
     seen = []
-    part = rpx.run(
-        PREDICT,
-        images,
-        labels,
-        region=region,
-        config=CONFIG,
-        key=jax.random.key(0),
-        rows=rows,
-        batch_size=2,
-        progress=False,
-        callback=lambda r, partial: seen.extend(r.tolist()),
-    )
+    part = run_mixed(rows=rows, batch_size=2, callback=lambda r, partial: seen.extend(r.tolist()))
     assert sorted(seen) == [2, 5, 7]
     assert_same(jax.tree.map(lambda a: np.asarray(a)[rows], full), part)
 
@@ -170,12 +166,9 @@ def test_bad_streaming_arguments(kwargs, message):
 FOUR_DEVICES = textwrap.dedent(
     """
     import json, sys
-    import jax, numpy as np, rpx
-    from tests.rpx import planted
-    from tests.rpx.test_engine import CONFIG, PREDICT, mixed_batch
-    images, labels, region = mixed_batch()
-    result = rpx.run(PREDICT, images, labels, region=region, config=CONFIG,
-                     key=jax.random.key(0), batch_size=8, progress=False)
+    import jax, numpy as np
+    from tests.rpx.test_engine import run_mixed
+    result = run_mixed(batch_size=8)
     print(json.dumps(dict(devices=jax.device_count(),
                           **{f: np.asarray(getattr(result, f)).tolist() for f in sys.argv[1:]})))
     """
@@ -198,10 +191,7 @@ def test_four_fake_cpu_devices_give_the_same_results():
     assert done.returncode == 0, done.stderr[-3000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got["devices"] == 4
-    images, labels, region = mixed_batch()
-    expected = rpx.attack(
-        PREDICT, images, labels, region=region, config=CONFIG, key=jax.random.key(0)
-    )
+    expected = attack_mixed()
     for field in fields:
         np.testing.assert_array_equal(
             np.asarray(getattr(expected, field)), got[field], err_msg=field
@@ -215,11 +205,9 @@ TWO_HOSTS = textwrap.dedent(
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=sys.argv[2], num_processes=2,
                                process_id=int(sys.argv[1]))
-    import numpy as np, rpx
-    from tests.rpx.test_engine import CONFIG, PREDICT, mixed_batch
-    images, labels, region = mixed_batch()
-    result = rpx.run(PREDICT, images, labels, region=region, config=CONFIG,
-                     key=jax.random.key(0), batch_size=2, progress=False)
+    import numpy as np
+    from tests.rpx.test_engine import run_mixed
+    result = run_mixed(batch_size=2)
     print(json.dumps(dict(hosts=jax.process_count(),
                           generations=np.asarray(result.generations).tolist(),
                           positions=np.asarray(result.positions).tolist())))
@@ -243,10 +231,7 @@ def test_two_processes_share_the_rows_and_both_return_all_of_them():
         for i in range(2)
     ]
     outputs = [host.communicate(timeout=600) for host in hosts]
-    images, labels, region = mixed_batch()
-    expected = rpx.attack(
-        PREDICT, images, labels, region=region, config=CONFIG, key=jax.random.key(0)
-    )
+    expected = attack_mixed()
     for host, (out, err) in zip(hosts, outputs, strict=True):
         assert host.returncode == 0, err[-3000:]
         got = json.loads(out.strip().splitlines()[-1])
