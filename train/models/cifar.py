@@ -107,6 +107,12 @@ class _ResidualBlock(nn.Module):
         return nn.relu(x + y)
 
 
+def _conv_bn_relu(x, width: int, train: bool, dtype, stride: int = 1):
+    """3x3 conv (no bias) -> BatchNorm -> ReLU, created in the calling compact module."""
+    x = conv(width, 3, stride=stride, dtype=dtype, use_bias=False)(x)
+    return nn.relu(batch_norm(train, dtype)(x))
+
+
 class Compact(nn.Module):
     """A compact residual CIFAR net for CPU work: about 0.48M parameters, 123 MFLOP.
 
@@ -123,17 +129,10 @@ class Compact(nn.Module):
     def __call__(self, images, train: bool = False):
         x = normalize(images, CIFAR10_MEAN, CIFAR10_STD, self.dtype)
         for i, width in enumerate((32, 64, 128)):
-            x = conv(width, 3, stride=1 if i == 0 else 2, dtype=self.dtype, use_bias=False)(x)
-            x = nn.relu(batch_norm(train, self.dtype)(x))
+            x = _conv_bn_relu(x, width, train, self.dtype, stride=1 if i == 0 else 2)
             x = _ResidualBlock(width, self.dtype)(x, train)
         x = jnp.mean(x, axis=(1, 2))
         return dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
-
-
-def _conv_bn_relu(x, width: int, train: bool, dtype):
-    """3x3 conv (no bias) -> BatchNorm -> ReLU, created in the calling compact module."""
-    x = conv(width, 3, dtype=dtype, use_bias=False)(x)
-    return nn.relu(batch_norm(train, dtype)(x))
 
 
 class CompactFast(nn.Module):
