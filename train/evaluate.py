@@ -1,6 +1,7 @@
 """Accuracy of a trained classifier on a split, from its checkpoint.
 
 python -m train.evaluate WORKDIR --split test --data-dir DIR [--split test-first932 ...]
+    [--flip-tta]
 """
 
 from __future__ import annotations
@@ -42,9 +43,14 @@ def main(argv=None) -> int:
     p.add_argument("--split", action="append", help="repeatable; default: test")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument(
+        "--flip-tta",
+        action="store_true",
+        help="average each image's and its mirror's probabilities (load_classifier(flip_tta=True))",
+    )
     args = p.parse_args(argv)
     try:
-        predict, info = load_classifier(args.workdir)
+        predict, info = load_classifier(args.workdir, flip_tta=args.flip_tta)
         for split in args.split or ["test"]:
             images, labels = datasets.load_arrays(
                 args.dataset or info["dataset"], split, args.data_dir

@@ -16,6 +16,7 @@ import tests.train.tiny  # noqa: F401  (registers the "tiny" model)
 import train
 from train import checkpoint, loop, models
 from train.__main__ import main
+from train.evaluate import main as evaluate_main
 from train.state import Hyper, create_state, optimizer, train_step
 
 ASSETS = os.path.join(os.path.dirname(train.__file__), "assets")
@@ -205,6 +206,35 @@ def test_cli_bad_input_exits_nonzero_with_a_message(tmp_path, capsys):
     assert "toy-train.npz: `image` must have shape [N, H, W, 3]" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: a missing required flag
         main(["--model=tiny"])
+
+
+def test_flip_tta_averages_each_image_and_its_mirror(trained):
+    workdir = str(trained[0] / "run")
+    predict, _ = train.load_classifier(workdir)
+    tta, info = train.load_classifier(workdir, flip_tta=True)
+    assert info["flip_tta"]
+    x = _separable(8, seed=4)[0].astype(np.float32)
+    mirror = x[:, :, ::-1]
+    assert not np.allclose(predict(mirror), predict(x), atol=1e-6)  # the net is not symmetric
+    np.testing.assert_allclose(jax.jit(tta)(x), (predict(x) + predict(mirror)) / 2, atol=1e-6)
+    np.testing.assert_allclose(tta(mirror), tta(x), atol=1e-6)  # mirror-invariant
+
+
+def test_evaluate_command_reports_the_accuracy_of_the_checkpoint(trained, capsys):
+    base, _ = trained
+    workdir, data_dir = str(base / "run"), str(base / "data")
+    test_split = np.load(base / "data" / "toy-test.npz")
+    images, labels = test_split["image"], test_split["label"]
+    for flags, flip in [([], False), (["--flip-tta"], True)]:
+        assert evaluate_main([workdir, "--data-dir", data_dir, "--batch-size", "5", *flags]) == 0
+        record = json.loads(capsys.readouterr().out)
+        predict, _ = train.load_classifier(workdir, flip_tta=flip)
+        expected = (np.argmax(predict(images.astype(np.float32)), -1) == labels).mean()
+        assert record["split"] == "test" and record["n"] == len(labels) == 32
+        assert record["flip_tta"] is flip
+        assert record["test_accuracy"] == pytest.approx(expected)
+    assert evaluate_main([str(base / "nothing"), "--data-dir", data_dir]) == 2
+    assert "has no checkpoints/ folder" in capsys.readouterr().err
 
 
 def test_load_classifier_missing_workdir(tmp_path):
