@@ -28,13 +28,13 @@ DEFAULTS = dict(
 )  # fmt: skip
 PRESETS = {
     "demo": dict(
-        models=f"compact={os.path.join(ASSETS, 'cifar10_compact_cpu')}",  # trained on a 2-core CPU
+        models=f"compact_fast={os.path.join(ASSETS, 'cifar10_compact_fast')}",  # 29 min, 2-core CPU
         data_file=os.path.join(ASSETS, "cifar10_test_sample100.npz"),
-        samples=10,
+        samples=20,
         pixels="1",
         attack="untargeted",
-        population=100,
-        generations=10,
+        population=200,
+        generations=30,
         workdir="runs/demo",
     ),  # fmt: skip
 }

@@ -172,8 +172,8 @@ def test_demo_preset_is_a_valid_reduced_grid():
     args = cli.resolve(p.parse_args(["--preset=demo"]), cifar.PRESETS, cifar.DEFAULTS)
     grid = cli.grid_from(args, "cifar10")
     assert args.data_file.endswith(os.path.join("train", "assets", "cifar10_test_sample100.npz"))
-    assert grid.models["compact"].endswith(os.path.join("assets", "cifar10_compact_cpu"))
-    assert list(grid.models) == ["compact"] and grid.regions == (
+    assert grid.models["compact_fast"].endswith(os.path.join("assets", "cifar10_compact_fast"))
+    assert list(grid.models) == ["compact_fast"] and grid.regions == (
         "original",
         "foreground",
         "background",

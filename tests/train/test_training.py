@@ -247,7 +247,7 @@ def test_load_classifier_missing_workdir(tmp_path):
     [
         ("cifar10_compact", "compact", 0.85),
         ("cifar10_compact_cpu", "compact", 0.84),
-        ("cifar10_compact_fast", "compact_fast", 0.83),
+        ("cifar10_compact_fast", "compact_fast", 0.85),
     ],
 )
 def test_shipped_compact_classifier_on_the_shipped_sample(asset, model, accuracy):
