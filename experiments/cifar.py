@@ -98,7 +98,9 @@ def _main(argv) -> int:
     def summarise(records):
         names = summary.plots.CIFAR10_CLASSES
         yield summary.write_table(args.workdir, records, header, num_targets=9)
-        yield from summary.write_figures(args.workdir, records, get, names, num_targets=9)
+        yield from summary.write_figures(
+            args.workdir, records, get, names, num_targets=9, foreground=fg
+        )
 
     def get(indices):
         return images[indices], labels[indices]

@@ -141,7 +141,7 @@ def _main(argv) -> int:
 
     def summarise(records):
         yield summary.write_table(args.workdir, records, header, table3=True)
-        yield from summary.write_figures(args.workdir, records, get)
+        yield from summary.write_figures(args.workdir, records, get, foreground=foreground)
 
     return cli.run(grid, settings, args.workdir, get.total, get, loaded, foreground, summarise)
 

@@ -1,7 +1,8 @@
 """Summaries of results.jsonl: table.md (Tables II and IV, the ablation) and figures/.
 
-Everything here is recomputed from the records alone (plus the clean images for the
-example grid), so a resumed run writes the same summaries as an uninterrupted one.
+Everything here is recomputed from the records alone (plus the clean images and
+foreground masks for the example grid), so a resumed run writes the same summaries as
+an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 
 from experiments import paper
 from rpx import metrics, plots
+from rpx.regions import mask as region_mask
 
 REGION_ORDER = ("original", "foreground", "background")
 
@@ -201,11 +203,15 @@ def apply_pixels(image: np.ndarray, record: dict) -> np.ndarray:
     return out
 
 
-def write_figures(workdir, records, get, class_names=None, num_targets=None) -> list[str]:
+def write_figures(
+    workdir, records, get, class_names=None, num_targets=None, foreground=None
+) -> list[str]:
     """WORKDIR/figures/*.png: Figs. 3-6 and example grids; returns the paths.
 
     get: dataset indices int [M] -> (uint8 images [M, H, W, 3], labels), for the
     records' "image" keys.
+    foreground: (dataset indices [M], images [M, H, W, 3]) -> bool foreground masks
+    [M, H, W], as the attacks used them; the example grids then outline each region.
     """
     folder = os.path.join(workdir, "figures")
     out = []
@@ -247,24 +253,32 @@ def write_figures(workdir, records, get, class_names=None, num_targets=None) -> 
                 f"{model}: untargeted {unt[0]['pixels']}-pixel, images successful in all regions"
             )
             out.append(plots.fitness_plot(curves, path, title))
-            out.append(_examples(folder, model, unt, get, class_names))
+            out.append(_examples(folder, model, unt, get, class_names, foreground))
     return out
 
 
-def _examples(folder, model, unt, get, class_names, per_region: int = 6) -> str:
-    """A grid of successful untargeted examples, `per_region` per region."""
+def _examples(folder, model, unt, get, class_names, foreground, per_region: int = 6) -> str:
+    """A grid of successful untargeted examples, `per_region` per region, each region
+    outlined when `foreground` is given."""
     chosen = []
     for (_,), rs in metrics.group(unt, "region").items():
         chosen += [r for r in rs if r["success"]][:per_region]
     if not chosen:
         chosen = unt[:per_region]
     name = (lambda c: class_names[c]) if class_names else str
-    clean = get(np.array([r["image"] for r in chosen]))[0]
+    indices = np.array([r["image"] for r in chosen])
+    clean = get(indices)[0]
     adv = np.stack([apply_pixels(image, r) for image, r in zip(clean, chosen, strict=True)])
     titles = [
-        f"{r['region']}: {name(r['label'])}->{name(r['predicted'])} {r['confidence']:.2f}"
+        f"{r['region']}\n{name(r['label'])}->{name(r['predicted'])} {r['confidence']:.2f}"
         for r in chosen
     ]
+    regions = None
+    if foreground is not None:
+        fg = np.asarray(foreground(indices, clean), bool)
+        regions = np.stack([region_mask(r["region"], m) for r, m in zip(chosen, fg, strict=True)])
     positions = np.array([r["positions"] for r in chosen])
     path = os.path.join(folder, f"examples_{model}.png")
-    return plots.adversarial_grid(adv, positions, titles, path, title=f"{model}: examples")
+    return plots.adversarial_grid(
+        adv, positions, titles, path, title=f"{model}: examples", regions=regions
+    )

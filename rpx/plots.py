@@ -143,7 +143,13 @@ def fitness_plot(curves: dict, path: str, title: str = "", max_lines: int = 15) 
 
 
 def adversarial_grid(
-    images, positions, titles=None, path: str = "examples.png", cols: int = 6, title: str = ""
+    images,
+    positions,
+    titles=None,
+    path: str = "examples.png",
+    cols: int = 6,
+    title: str = "",
+    regions=None,
 ) -> str:
     """Adversarial images with their changed pixels circled in red.
 
@@ -151,6 +157,8 @@ def adversarial_grid(
       images: uint8 [M, H, W, 3] adversarial images.
       positions: int [M, k, 2] (row, col) of the changed pixels; (-1, -1) = unchanged.
       titles: M strings (e.g. "cat -> dog 0.71"), or None.
+      regions: bool [M, H, W], the region each attack was allowed to change, outlined in
+        cyan (nothing is drawn for a region that is the whole image or empty), or None.
     """
     images = np.asarray(images)
     positions = np.asarray(positions)
@@ -158,6 +166,13 @@ def adversarial_grid(
         raise ValueError(f"images must be [M, H, W, C] with M >= 1, got {images.shape}")
     if positions.ndim != 3 or positions.shape[0] != len(images) or positions.shape[2] != 2:
         raise ValueError(f"positions must be [M, k, 2], got {positions.shape}")
+    if regions is not None:
+        regions = np.asarray(regions)
+        if regions.dtype != bool or regions.shape != images.shape[:3]:
+            raise ValueError(
+                f"regions must be bool [M, H, W] = {list(images.shape[:3])}, "
+                f"got {regions.dtype} {list(regions.shape)}"
+            )
     cols = min(cols, len(images))
     rows = -(-len(images) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.2 * rows), squeeze=False)
@@ -166,6 +181,8 @@ def adversarial_grid(
         ax.axis("off")
     for i, ax in enumerate(axes.flat[: len(images)]):
         ax.imshow(images[i], interpolation="nearest")
+        if regions is not None and 0 < regions[i].sum() < regions[i].size:
+            ax.contour(regions[i].astype(float), levels=[0.5], colors="cyan", linewidths=1.0)
         for r, c in positions[i]:
             if r >= 0:
                 ax.add_patch(plt.Circle((c, r), max(1.5, h / 14), fill=False, color="red", lw=1.5))

@@ -58,3 +58,30 @@ def test_apply_pixels_sets_only_the_changed_pixels():
     assert out[1, 2].tolist() == [255, 10, 0]
     out[1, 2] = 0
     assert not out.any() and not image.any()
+
+
+def test_example_grid_outlines_each_attack_region(tmp_path):
+    from tests.rpx.test_plots import cyan
+
+    images = np.full((2, 32, 32, 3), 255, np.uint8)  # white: only circles and outlines show
+    foreground = np.zeros((2, 32, 32), bool)
+    foreground[:, 8:24, 8:24] = True
+    extra = dict(num_classes=10, fitness_curve=[1.0, 0.5], colors=[[0.0, 0.0, 0.0]])
+    recs = [
+        rec(i, region, positions=[[12, 12] if region == "foreground" else [2, 2]], **extra)
+        for i in (0, 1)
+        for region in ("foreground", "background")
+    ]
+    get = lambda idx: (images[idx], np.full(len(idx), 3))  # noqa: E731
+    calls = []
+
+    def fg(idx, imgs):
+        calls.append((idx.tolist(), imgs.shape))
+        return foreground[idx]
+
+    paths = summary.write_figures(str(tmp_path / "a"), recs, get, foreground=fg)
+    examples = [p for p in paths if p.endswith("examples_allconv.png")]
+    assert len(examples) == 1 and cyan(examples[0]).sum() > 50
+    assert calls == [([0, 1, 0, 1], (4, 32, 32, 3))]  # masks of the shown images, with them
+    paths = summary.write_figures(str(tmp_path / "b"), recs, get)  # no masks, no outline
+    assert not cyan([p for p in paths if p.endswith("examples_allconv.png")][0]).any()

@@ -63,3 +63,28 @@ def test_adversarial_grid_circles_in_red(tmp_path):
         plots.adversarial_grid(images, positions[:2], None, str(tmp_path / "x.png"))
     with pytest.raises(ValueError, match="images"):
         plots.adversarial_grid(images[:0], positions[:0], None, str(tmp_path / "y.png"))
+
+
+def cyan(path):
+    image = read(path)[..., :3]
+    return (image[..., 0] < 0.3) & (image[..., 1] > 0.7) & (image[..., 2] > 0.7)
+
+
+def test_adversarial_grid_outlines_the_regions_in_cyan(tmp_path):
+    images = np.full((2, 32, 32, 3), 255, np.uint8)
+    positions = np.full((2, 1, 2), -1)
+    half = np.zeros((2, 32, 32), bool)
+    half[:, :, 16:] = True  # right half: a vertical boundary down the middle
+    outlined = cyan(plots.adversarial_grid(images, positions, None, str(tmp_path / "a.png"),
+                                           regions=half))  # fmt: skip
+    assert outlined.sum() > 20
+    # A whole-image or empty region, or none, draws no outline.
+    whole = np.stack([np.ones((32, 32), bool), np.zeros((32, 32), bool)])
+    assert not cyan(plots.adversarial_grid(images, positions, None, str(tmp_path / "b.png"),
+                                           regions=whole)).any()  # fmt: skip
+    assert not cyan(plots.adversarial_grid(images, positions, None, str(tmp_path / "c.png"))).any()
+    with pytest.raises(ValueError, match="regions must be bool"):
+        plots.adversarial_grid(images, positions, None, str(tmp_path / "d.png"), regions=half[:1])
+    with pytest.raises(ValueError, match="regions must be bool"):
+        plots.adversarial_grid(images, positions, None, str(tmp_path / "e.png"),
+                               regions=half.astype(int))  # fmt: skip
