@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from experiments import cli, summary
+from experiments import cli, common, summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASSETS = os.path.join(ROOT, "train", "assets")
@@ -54,9 +54,10 @@ def load_images(args) -> tuple[np.ndarray, np.ndarray, str]:
     return images, labels, f"cifar10/test from {args.data_dir or 'tfds'}"
 
 
-def mask_cache(path: str, images: np.ndarray, source: str, given: bool):
+def mask_cache(path: str, images: np.ndarray, data: str, given: bool):
     """The GrabCut mask cache of `images`: `path` as given (--masks, any settings, same
-    number of images), else WORKDIR's, built on first use with the default settings."""
+    number of images), else WORKDIR's, built on first use with the default settings.
+    `data` (common.data_identity) names the images in the cache, whatever their path."""
     from rpx import segment
 
     if given:
@@ -66,9 +67,9 @@ def mask_cache(path: str, images: np.ndarray, source: str, given: bool):
         return cache
     if not os.path.exists(path):
         print(f"segmenting {len(images)} images with GrabCut into {path} ...")
-        return segment.build_cache(images, path, dataset="cifar10", source=source)
+        return segment.build_cache(images, path, dataset="cifar10", data=data)
     cache = segment.MaskCache(path, segment.GrabCutSettings())
-    if len(cache) != len(images) or cache.meta.get("source") != source:
+    if len(cache) != len(images) or cache.meta.get("data") != data:
         raise ValueError(f"{path} holds masks of other images; remove it or use another --workdir")
     return cache
 
@@ -88,12 +89,13 @@ def _main(argv) -> int:
     loaded = cli.load_classifiers(grid, "cifar10", "--data-dir=DATA")
     print(f"preset {args.preset}: " * bool(args.preset) + cli.budget_line(grid, 500))
     path = args.masks or os.path.join(args.workdir, "masks.npz")
-    cache = mask_cache(path, images, source, given=bool(args.masks))
+    data = common.data_identity(images, labels)
+    cache = mask_cache(path, images, data, given=bool(args.masks))
     settings = dict(
-        dataset="cifar10", source=source, seed=grid.seed, population=grid.population,
+        dataset="cifar10", data=data, seed=grid.seed, population=grid.population,
         generations=grid.generations, masks=cache.settings,
     )  # fmt: skip
-    header = f"# CIFAR-10 results\n\n{cli.budget_line(grid, 500)}; data {source}."
+    header = f"# CIFAR-10 results\n\n{cli.budget_line(grid, 500)}; data {source} ({data})."
 
     def summarise(records):
         names = summary.plots.CIFAR10_CLASSES

@@ -11,6 +11,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import zlib
 from collections.abc import Callable
 
@@ -72,6 +73,13 @@ def attacks_flag(text: str) -> tuple[str, ...]:
     if text not in ATTACKS:
         raise ValueError(f"--attack must be untargeted, targeted or both, got {text!r}")
     return (text,)
+
+
+def data_identity(images: np.ndarray, labels: np.ndarray) -> str:
+    """What identifies a set of images wherever its file lies: count and content digest."""
+    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    digest.update(np.asarray(labels, np.int64).tobytes())
+    return f"{len(images)} images, sha256 {digest.hexdigest()[:16]}"
 
 
 def pick_samples(predict, get, total: int, count: int, seed: int, batch: int = 256):

@@ -42,7 +42,8 @@ def _main(argv) -> int:
     images, labels, source = cifar.load_images(args)
     os.makedirs(os.path.join(args.workdir, "figures"), exist_ok=True)
     path = args.masks or os.path.join(args.workdir, "masks.npz")
-    cache = cifar.mask_cache(path, images, source, given=bool(args.masks))
+    data = common.data_identity(images, labels)
+    cache = cifar.mask_cache(path, images, data, given=bool(args.masks))
     get = lambda i: (images[i], labels[i])  # noqa: E731
     idx, clean = common.pick_samples(predict, get, len(images), args.samples, args.seed)
     x, y, fg = images[idx], clean.argmax(1).astype(np.int32), np.asarray(cache[idx])
@@ -75,9 +76,10 @@ def _main(argv) -> int:
         os.path.join(args.workdir, "figures", "heatmaps.png"),
     )  # fmt: skip
     settings = dict(
-        model=args.model, classifier=info, data=source, masks=cache.settings, seed=args.seed,
-        samples=len(idx), dataset_indices=idx.tolist(), population=args.population,
-        generations=args.generations, budget=budget, scan="every pixel x 8 cube corners",
+        model=args.model, classifier=info, data=f"{source} ({data})", masks=cache.settings,
+        seed=args.seed, samples=len(idx), dataset_indices=idx.tolist(),
+        population=args.population, generations=args.generations, budget=budget,
+        scan="every pixel x 8 cube corners",
         scan_evaluations_per_image=int(fg[0].size * 8),
     )  # fmt: skip
     out = dict(

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -127,6 +128,24 @@ def test_interrupted_run_resumes_to_the_same_table(tmp_path, data, full_run, mon
     # A third run has nothing left to do.
     assert cifar.main(argv(data[0], workdir)) == 0
     assert read_lines(workdir) == resumed
+
+
+def test_moved_workdir_and_data_file_resume_but_other_images_are_refused(
+    tmp_path, data, full_run, tiny_classifier, capsys
+):
+    # The same images at another path, the workdir copied elsewhere: nothing to redo.
+    moved, moved_data = str(tmp_path / "moved"), str(tmp_path / "elsewhere.npz")
+    shutil.copytree(full_run, moved)
+    shutil.copy(data[0], moved_data)
+    assert cifar.main(argv(moved_data, moved)) == 0
+    assert read_lines(moved) == read_lines(full_run)
+    assert "\n0 new results" in capsys.readouterr().out
+    # Other images under the same name: the workdir's masks and results are not theirs.
+    images, labels = data[1].copy(), data[2]
+    images[0, 0, 0] ^= 1
+    np.savez(moved_data, image=images, label=labels)
+    assert cifar.main(argv(moved_data, moved)) == 2
+    assert "masks of other images" in capsys.readouterr().err
 
 
 def test_other_settings_in_the_same_workdir_are_refused(data, full_run, tiny_classifier, capsys):
