@@ -1,11 +1,20 @@
 """Read (and write) PyTorch `.pth` state dicts without torch, and load U^2-Net weights.
 
-A `torch.save` file is either a zip archive (torch >= 1.6: `<name>/data.pkl`, raw storages
-in `<name>/data/<key>`) or the legacy stream (magic number, protocol, sys info, the
-pickle, the storage keys, then each storage as an int64 element count and its bytes).
-Either way the pickle only needs a handful of globals to rebuild a state dict; the
-unpickler here resolves exactly those (tensor rebuild functions, storage dtypes,
-OrderedDict) and refuses every other global, so a checkpoint cannot run code.
+A `torch.save` file is either a zip archive (torch >= 1.6: starts with a zip local header;
+`<name>/data.pkl`, raw storages in `<name>/data/<key>`) or the legacy stream (five pickles:
+magic number, protocol, sys info, the state dict, the storage keys; then each storage as an
+int64 element count and its bytes).
+
+Checkpoints come from elsewhere, so reading one must neither run code nor read outside a
+buffer:
+- the format is told from the first bytes (the zip header, or the magic number's pickle
+  byte for byte), so a file that is neither is refused before anything is unpickled;
+- every pickle goes through a restricted unpickler: the state dict's resolves only the
+  handful of globals a state dict needs (tensor rebuild functions, storage dtypes,
+  OrderedDict), the legacy header's and key list's none at all;
+- every storage must hold exactly the elements its id declares (checked before its bytes
+  are read), and every tensor's offset, sizes and strides must stay inside its storage.
+Any failure, including a truncated or corrupt file, is a ValueError naming the path.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import os
 import pickle
 import struct
 import zipfile
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,37 +46,82 @@ _STORAGE_DTYPES = {
 }
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
+# The magic number as each pickle protocol writes it (torch.save uses 2 unless told
+# otherwise): a legacy file is recognised by these bytes, without unpickling anything.
+_LEGACY_HEADS = tuple(
+    pickle.dumps(_LEGACY_MAGIC, protocol=p) for p in range(pickle.HIGHEST_PROTOCOL + 1)
+)
+_ZIP_HEAD = b"PK\x03\x04"  # a local file header, as torch itself checks
+
+
+class _Invalid(ValueError):
+    """Why a file is not a valid state dict, phrased to follow "path: <path>"."""
 
 
 class _Storage:
-    """A storage named in the pickle; its bytes are attached once read."""
+    """A storage named in the pickle; its bytes are attached once read (and checked)."""
 
     def __init__(self, dtype, numel: int):
         self.dtype, self.numel = np.dtype(dtype), numel
         self.data: np.ndarray | None = None
 
 
-class _Tensor:
-    """A tensor view of a storage, materialised after all storages are read."""
+class _StorageRef(NamedTuple):
+    """A persistent id resolved: elements [start, stop) of a storage (a legacy view or all)."""
 
-    def __init__(self, ref, offset, size, stride):
-        self.ref, self.offset, self.size, self.stride = ref, offset, size, stride
+    storage: _Storage
+    start: int
+    stop: int
+
+
+class _Tensor(NamedTuple):
+    """A strided view checked to lie inside its storage, materialised once storages are read.
+
+    A NamedTuple so that the pickle (BUILD) cannot change the fields after the check.
+    """
+
+    storage: _Storage
+    offset: int  # in elements from the start of the storage
+    size: tuple
+    stride: tuple
 
     def materialise(self) -> np.ndarray:
-        storage, view = self.ref
-        data = storage.data
-        if view is not None:  # legacy storage view: a slice of the root storage
-            data = data[view[0] : view[0] + view[1]]
-        if not self.size:  # 0-d tensor (e.g. num_batches_tracked)
-            return data[self.offset].copy()
+        data = self.storage.data
         if 0 in self.size:
             return np.zeros(self.size, data.dtype)
         strides = [s * data.itemsize for s in self.stride]
         return np.lib.stride_tricks.as_strided(data[self.offset :], self.size, strides).copy()
 
 
+def _count(x, what: str) -> int:
+    """x as a non-negative int (an offset, size, stride or element count), else _Invalid."""
+    if not isinstance(x, (int, np.integer)):
+        raise _Invalid(f"has a {what} of type {type(x).__name__}")
+    if x < 0:
+        raise _Invalid(f"has a negative {what} ({x})")
+    return int(x)
+
+
 def _rebuild_tensor(ref, storage_offset, size, stride, *unused):
-    return _Tensor(ref, storage_offset, tuple(size), tuple(stride))
+    """torch._utils._rebuild_tensor(_v2), refusing views that reach outside the storage."""
+    if not isinstance(ref, _StorageRef):
+        raise _Invalid("rebuilds a tensor from something that is not a storage")
+    if not (isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))):
+        raise _Invalid("has a tensor whose size or stride is not a tuple")
+    if len(size) != len(stride):
+        raise _Invalid(f"has a tensor with {len(size)} sizes but {len(stride)} strides")
+    offset = _count(storage_offset, "storage offset")
+    size = tuple(_count(n, "tensor size") for n in size)
+    stride = tuple(_count(s, "tensor stride") for s in stride)
+    # Elements the view needs: up to its last element, or none at all when it is empty.
+    last = sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+    extent = 0 if 0 in size else offset + last + 1
+    if extent > ref.stop - ref.start:
+        raise _Invalid(
+            f"has a tensor (offset {offset}, size {size}, stride {stride}) that reaches "
+            f"element {extent} of a storage of {ref.stop - ref.start}"
+        )
+    return _Tensor(ref.storage, ref.start + offset, size, stride)
 
 
 def _rebuild_parameter(data, *unused):
@@ -74,39 +129,60 @@ def _rebuild_parameter(data, *unused):
 
 
 class _Unpickler(pickle.Unpickler):
-    """Rebuilds tensors as numpy arrays; any other global is refused."""
+    """The only unpickler used: tensors become checked views, every other global is refused.
 
-    def __init__(self, file, storages: dict):
+    With storages=None (the legacy header and storage key list, plain data) no global and
+    no persistent id is resolved at all.
+    """
+
+    def __init__(self, file, storages: dict | None):
         super().__init__(file)
         self._storages = storages
 
     def find_class(self, module, name):
-        if (module, name) == ("collections", "OrderedDict"):
-            return collections.OrderedDict
-        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
-            return _rebuild_tensor
-        if module == "torch._utils" and name == "_rebuild_parameter":
-            return _rebuild_parameter
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _STORAGE_DTYPES[name]
-        raise pickle.UnpicklingError(f"checkpoint refers to {module}.{name}, which is not allowed")
+        if self._storages is not None:
+            if (module, name) == ("collections", "OrderedDict"):
+                return collections.OrderedDict
+            if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
+                return _rebuild_tensor
+            if module == "torch._utils" and name == "_rebuild_parameter":
+                return _rebuild_parameter
+            if module == "torch" and name in _STORAGE_DTYPES:
+                return _STORAGE_DTYPES[name]
+        raise _Invalid(f"refers to {module}.{name}, which is not allowed")
 
     def persistent_load(self, pid):
         # ("storage", dtype, key, location, numel[, view_metadata (legacy only)])
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
-        key = str(pid[2])
-        if key not in self._storages:
-            self._storages[key] = _Storage(pid[1], int(pid[4]))
-        view = None
-        if len(pid) > 5 and pid[5] is not None:  # (view_key, offset, view_size)
-            view = (int(pid[5][1]), int(pid[5][2]))
-        return (self._storages[key], view)
+        if not (
+            self._storages is not None
+            and isinstance(pid, tuple)
+            and len(pid) in (5, 6)
+            and pid[0] == "storage"
+            and any(pid[1] is t for t in _STORAGE_DTYPES.values())
+        ):
+            raise _Invalid(f"has an unsupported persistent id {str(pid)[:100]}")
+        key, numel = str(pid[2]), _count(pid[4], "storage size")
+        storage = self._storages.setdefault(key, _Storage(pid[1], numel))
+        if storage.dtype != np.dtype(pid[1]) or storage.numel != numel:
+            raise _Invalid(f"declares storage {key!r} with two dtypes or sizes")
+        if len(pid) == 5 or pid[5] is None:
+            return _StorageRef(storage, 0, numel)
+        view = pid[5]  # (view_key, offset, view_size), in elements of the root storage
+        if not (isinstance(view, tuple) and len(view) == 3):
+            raise _Invalid(f"has unsupported view metadata {str(view)[:100]}")
+        start = _count(view[1], "storage view offset")
+        stop = start + _count(view[2], "storage view size")
+        if stop > numel:
+            raise _Invalid(f"has a view reaching element {stop} of storage {key!r} of {numel}")
+        return _StorageRef(storage, start, stop)
 
 
 def _materialise(obj):
+    """The unpickled object with its tensors turned into numpy arrays."""
     if isinstance(obj, _Tensor):
         return obj.materialise()
+    if isinstance(obj, _StorageRef):
+        raise _Invalid("holds a bare storage where a tensor was expected")
     if isinstance(obj, dict):
         return type(obj)((k, _materialise(v)) for k, v in obj.items())
     if isinstance(obj, (list, tuple)):
@@ -114,60 +190,124 @@ def _materialise(obj):
     return obj
 
 
-def _load_zip(path: str) -> dict:
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
+def _read_zip(f) -> object:
+    """The object of a zip-format file, its storages read and checked."""
+    with zipfile.ZipFile(f) as archive:
+        names = set(archive.namelist())
         pickles = [n for n in names if n.endswith("data.pkl")]
         if len(pickles) != 1:
-            raise ValueError(f"path: {path} has {len(pickles)} data.pkl records, expected 1")
+            raise _Invalid(f"has {len(pickles)} data.pkl records, expected 1")
         prefix = pickles[0][: -len("data.pkl")]
         byteorder = prefix + "byteorder"
         if byteorder in names and archive.read(byteorder).strip() != b"little":
-            raise ValueError(f"path: {path} is big-endian, which is not supported")
+            raise _Invalid("is big-endian, which is not supported")
         storages: dict = {}
         obj = _Unpickler(io.BytesIO(archive.read(pickles[0])), storages).load()
         for key, storage in storages.items():
-            raw = archive.read(f"{prefix}data/{key}")
-            storage.data = np.frombuffer(raw, storage.dtype, count=storage.numel)
-    return _materialise(obj)
+            name = f"{prefix}data/{key}"
+            if name not in names:
+                raise _Invalid(f"has no record {name} for storage {key!r}")
+            nbytes = storage.numel * storage.dtype.itemsize
+            # The directory's size first, so a huge declared storage is never read; then
+            # the bytes themselves, which a crafted directory entry may misstate.
+            size = archive.getinfo(name).file_size
+            raw = archive.read(name) if size == nbytes else b""
+            if len(raw) != nbytes:
+                raise _Invalid(
+                    f"has {size} bytes in {name}, but its storage id declares "
+                    f"{storage.numel} x {storage.dtype} = {nbytes}"
+                )
+            storage.data = np.frombuffer(raw, storage.dtype)
+    return obj
 
 
-def _load_legacy(path: str) -> dict:
-    with open(path, "rb") as f:
-        if pickle.load(f) != _LEGACY_MAGIC:
-            raise ValueError(f"path: {path} is neither a zip nor a legacy torch.save file")
-        if pickle.load(f) != _LEGACY_PROTOCOL:
-            raise ValueError(f"path: {path} has an unsupported legacy protocol version")
-        sys_info = pickle.load(f)
-        if not sys_info.get("little_endian", True):
-            raise ValueError(f"path: {path} is big-endian, which is not supported")
-        storages: dict = {}
-        obj = _Unpickler(f, storages).load()
-        keys = pickle.load(f)
-        for key in keys:
-            storage = storages[str(key)]
-            (numel,) = struct.unpack("<q", f.read(8))
-            raw = f.read(numel * storage.dtype.itemsize)
-            storage.data = np.frombuffer(raw, storage.dtype, count=numel)
-    return _materialise(obj)
+def _read_legacy(f, file_size: int) -> object:
+    """The object of a legacy stream (`f` past its magic number), storages read and checked."""
+    if _Unpickler(f, None).load() != _LEGACY_PROTOCOL:
+        raise _Invalid("has an unsupported legacy protocol version")
+    sys_info = _Unpickler(f, None).load()
+    if not isinstance(sys_info, dict):
+        raise _Invalid("has no legacy sys info")
+    if not sys_info.get("little_endian", True):
+        raise _Invalid("is big-endian, which is not supported")
+    storages: dict = {}
+    obj = _Unpickler(f, storages).load()
+    keys = _Unpickler(f, None).load()
+    if not isinstance(keys, list):
+        raise _Invalid("has no legacy storage key list")
+    for key in map(str, keys):
+        storage = storages.get(key)
+        if storage is None:
+            raise _Invalid(f"has bytes for storage {key!r}, which no tensor uses")
+        if storage.data is not None:
+            raise _Invalid(f"has storage {key!r} twice")
+        head = f.read(8)
+        if len(head) != 8:
+            raise _Invalid(f"ends before storage {key!r}")
+        (numel,) = struct.unpack("<q", head)
+        if numel != storage.numel:
+            raise _Invalid(
+                f"has {numel} elements in storage {key!r}, whose id declares {storage.numel}"
+            )
+        nbytes = numel * storage.dtype.itemsize
+        # Compared with what is left before reading, so a huge count allocates nothing.
+        left = file_size - f.tell()
+        raw = f.read(nbytes) if nbytes <= left else b""
+        if len(raw) != nbytes:
+            raise _Invalid(f"ends inside storage {key!r} ({left} of its {nbytes} bytes)")
+        storage.data = np.frombuffer(raw, storage.dtype)
+    unread = [key for key, storage in storages.items() if storage.data is None]
+    if unread:
+        raise _Invalid(f"has no bytes for storages {unread[:5]} ({len(unread)})")
+    return obj
+
+
+def _read(f) -> object:
+    """The object a torch.save file holds, tensors as numpy arrays."""
+    head = f.read(max(map(len, _LEGACY_HEADS)))
+    if head.startswith(_ZIP_HEAD):
+        f.seek(0)
+        return _materialise(_read_zip(f))
+    magic = next((m for m in _LEGACY_HEADS if head.startswith(m)), None)
+    if magic is None:
+        raise _Invalid("is neither a zip nor a legacy torch.save file")
+    f.seek(len(magic))
+    return _materialise(_read_legacy(f, os.fstat(f.fileno()).st_size))
 
 
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
     """Read a PyTorch state dict file (zip or legacy format) into numpy arrays, no torch.
 
     Returns an (ordered) dict name -> array with the tensor's shape and dtype. A leading
-    "module." (from nn.DataParallel) is stripped. Raises ValueError for a file that is not
-    a torch.save state dict, or pickle.UnpicklingError for one that names other globals.
+    "module." (from nn.DataParallel) is stripped. Raises ValueError naming the path for a
+    file that is not a valid torch.save state dict: another format, truncated or corrupt,
+    a pickle naming any global beyond the few a state dict needs (nothing is run), or a
+    tensor or storage that does not fit the bytes present.
     """
     if not os.path.isfile(path):
         raise ValueError(f"path: no file at {path}")
-    obj = _load_zip(path) if zipfile.is_zipfile(path) else _load_legacy(path)
+    with open(path, "rb") as f:
+        try:
+            obj = _read(f)
+        except _Invalid as e:
+            raise ValueError(f"path: {path} {e}") from e
+        except MemoryError:
+            raise  # a real shortage, not a property of the file
+        except Exception as e:
+            # The parsers' own errors on a truncated or corrupt file (EOFError,
+            # UnpicklingError, struct.error, BadZipFile, ...) all mean the same thing.
+            raise ValueError(
+                f"path: {path} is not a valid torch.save file ({type(e).__name__}: {e})"
+            ) from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
         raise ValueError(f"path: {path} holds a {type(obj).__name__}, not a state dict")
     return collections.OrderedDict(
-        (k[len("module.") :] if k.startswith("module.") else k, np.asarray(v))
+        (
+            k[len("module.") :] if isinstance(k, str) and k.startswith("module.") else k,
+            np.asarray(v),
+        )
         for k, v in obj.items()
     )
 
