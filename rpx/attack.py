@@ -8,7 +8,6 @@ succeeded (or whose region is empty) are frozen and no longer evaluated.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable
 
@@ -17,42 +16,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from rpx import checks, regions, slots
-
-
-@dataclasses.dataclass(frozen=True)
-class AttackConfig:
-    """Settings of the search; the defaults are the paper's (section IV-B).
-
-    pixels: k, pixels changed per image. population: DE population size.
-    generations: DE generations after the initial population. mutation: (lo, hi), F
-    drawn from U[lo, hi) each generation; lo == hi fixes F. crossover: CR of the
-    binomial crossover. strategy: "best1bin" or "rand1bin". init: "lhs" (latin
-    hypercube) or "uniform". value_range: (lo, hi) of pixel values, the range of
-    `images` and of the colours tried. restriction: "table" (coordinates map only to
-    region pixels) or "restore" (the paper's workaround: search the whole image and
-    leave out-of-region pixels unchanged). encoding: "rowcol", "flat" or "hilbert",
-    how coordinate genes map to pixels (see `rpx.encoding`). chunk_size: candidates
-    per classifier call inside the fused program; None picks one for the backend.
-    """
-
-    pixels: int = 1
-    population: int = 400
-    generations: int = 100
-    mutation: tuple[float, float] = (0.5, 1.0)
-    crossover: float = 1.0
-    strategy: str = "best1bin"
-    init: str = "lhs"
-    value_range: tuple[float, float] = (0.0, 255.0)
-    restriction: str = "table"
-    encoding: str = "rowcol"
-    chunk_size: int | None = None
-
-    def __post_init__(self):
-        checks.check_config(self)
-        # Tuples of floats, so that equal configs hash alike (the config is a jit key).
-        object.__setattr__(self, "mutation", tuple(float(m) for m in self.mutation))
-        object.__setattr__(self, "value_range", tuple(float(v) for v in self.value_range))
-        object.__setattr__(self, "crossover", float(self.crossover))
+from rpx.config import AttackConfig, resolve
 
 
 @struct.dataclass
@@ -61,14 +25,18 @@ class AttackResult:
 
     success: bool [N]. adversarial: [N, H, W, C], the images' dtype, the best candidate
     found (the successful one with the best fitness if any succeeded). positions: int32
-    [N, k, 2] (row, col), (-1, -1) where a pixel slot changed nothing (empty region, or
-    outside the region under "restore"). colors: float32 [N, k, C], 0 where the slot
-    changed nothing. probs: float32 [N, K] = predict(adversarial). generations: int32
-    [N], populations evaluated, the initial one counting as 1. queries: int32 [N], model
-    evaluations spent on the image (generations * population). fitness_curve: float32
-    [N, generations + 1], the best fitness after each population: p[label] for
-    untargeted attacks (falling), p[target] for targeted ones (rising), the last value
-    repeated after the image stopped, NaN throughout for an empty region.
+    [N, k, 2] (row, col), each changed pixel once; (-1, -1) where a pixel slot changed
+    nothing (empty region, outside the region under "restore", or a slot whose position
+    repeats an earlier slot's, as when k exceeds the region's pixel count). colors:
+    float32 [N, k, C], 0 where the slot changed nothing. probs: float32 [N, K] =
+    predict(adversarial). A candidate whose probabilities are not all finite is never
+    a success nor a best; an image without any such candidate is returned unchanged.
+    generations: int32 [N], populations evaluated, the initial one counting as 1.
+    queries: int32 [N], model evaluations spent on the image (generations *
+    population). fitness_curve: float32 [N, generations + 1], the best fitness after
+    each population: p[label] for untargeted attacks (falling), p[target] for targeted
+    ones (rising), the last value repeated after the image stopped, NaN throughout for
+    an empty region (and until a candidate with finite probabilities is found).
     """
 
     success: jax.Array
@@ -109,7 +77,8 @@ def attack(
       static: pass the same function object again to reuse the compiled program (a new
       lambda per call compiles anew).
     """
-    config = AttackConfig() if config is None else config
+    config = resolve(config)
+    checks.check_key(key)
     images, labels, region, target = checks.check_inputs(
         predict, images, labels, region, target, config
     )

@@ -1,4 +1,5 @@
-"""Input validation for `rpx.attack`: clear ValueErrors naming the argument at fault.
+"""Input validation for `rpx.attack`, `rpx.run` and `rpx.pixel_map`: clear errors naming
+the argument at fault.
 
 Shape checks always run. Checks on values (label ranges, finiteness, value_range) run
 only on concrete arrays, so `rpx.attack` still works under the caller's `jax.jit`.
@@ -6,36 +7,13 @@ only on concrete arrays, so `rpx.attack` still works under the caller's `jax.jit
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rpx import encoding, search
-
-RESTRICTIONS = ("table", "restore")
-
-
-def check_config(config) -> None:
-    """Raise ValueError for an AttackConfig field out of its domain."""
-    _positive_int("pixels", config.pixels, 1)
-    _positive_int("population", config.population, 4)
-    _positive_int("generations", config.generations, 0)
-    if config.chunk_size is not None:
-        _positive_int("chunk_size", config.chunk_size, 1)
-    lo_hi = _pair("mutation", config.mutation)
-    if not 0.0 <= lo_hi[0] <= lo_hi[1] <= 2.0:
-        raise ValueError(f"mutation must satisfy 0 <= lo <= hi <= 2, got {config.mutation}")
-    if not (isinstance(config.crossover, int | float) and 0.0 <= config.crossover <= 1.0):
-        raise ValueError(f"crossover must be a number in [0, 1], got {config.crossover!r}")
-    lo, hi = _pair("value_range", config.value_range)
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"value_range must be finite with lo < hi, got {config.value_range}")
-    _one_of("strategy", config.strategy, search.STRATEGIES)
-    _one_of("init", config.init, search.INITS)
-    _one_of("restriction", config.restriction, RESTRICTIONS)
-    _one_of("encoding", config.encoding, encoding.ENCODINGS)
+# Rows of a probability vector sum to 1 within this; bf16 models (about 3 significant
+# digits per value) pass, logits practically never do.
+PROBABILITY_TOLERANCE = 0.02
 
 
 def check_inputs(
@@ -57,6 +35,7 @@ def check_inputs(
     n, h, w, c = images.shape
     if n == 0 or h == 0 or w == 0 or c == 0:
         raise ValueError(f"images must not have an empty dimension, got shape {images.shape}")
+    check_value_range(config.value_range, kind)
     num_classes = num_classes_of(predict, images.shape)
 
     labels = _class_vector("labels", labels, n, num_classes)
@@ -90,7 +69,64 @@ def check_inputs(
                 f"images must lie in value_range {config.value_range}, got values in "
                 f"[{values.min()}, {values.max()}]"
             )
+        check_probabilities(predict, values[:2])
     return images, labels, region, target
+
+
+def check_value_range(value_range, dtype) -> None:
+    """ValueError if images of `dtype` cannot hold every colour of `value_range`: the
+    colour stored in the returned image would differ (clipped, wrapped or rounded) from
+    the one the model was shown."""
+    lo, hi = value_range
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        if lo != round(lo) or hi != round(hi) or lo < info.min or hi > info.max:
+            raise ValueError(
+                f"value_range {tuple(value_range)} does not fit images of dtype {dtype}, which "
+                f"hold whole numbers in [{info.min}, {info.max}]"
+            )
+    else:
+        big = float(jnp.finfo(dtype).max)
+        if lo < -big or hi > big:
+            raise ValueError(
+                f"value_range {tuple(value_range)} does not fit images of dtype {dtype}, which "
+                f"hold values in [{-big}, {big}]"
+            )
+
+
+def check_probabilities(predict, images) -> None:
+    """Run `predict` once on a few (concrete) clean images and refuse output that is not
+    finite or not a probability vector per row (the fitness is a probability)."""
+    out = np.asarray(jax.jit(predict)(jnp.asarray(images, jnp.float32)), np.float64)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(
+            "predict must return finite probabilities; it returned non-finite values "
+            f"(NaN or inf) on clean images {np.flatnonzero(~np.isfinite(out).all(1))[:10]}"
+        )
+    tol = PROBABILITY_TOLERANCE
+    sums = out.sum(1)
+    if out.min() < -tol or out.max() > 1 + tol or np.abs(sums - 1).max() > tol:
+        raise ValueError(
+            "predict must return probabilities (rows in [0, 1] summing to 1), got values in "
+            f"[{out.min():.4g}, {out.max():.4g}] with row sums in [{sums.min():.4g}, "
+            f"{sums.max():.4g}]: if it returns logits, apply jax.nn.softmax to its output"
+        )
+
+
+def check_key(key) -> None:
+    """TypeError/ValueError unless `key` is one PRNG key (jax.random.key or PRNGKey)."""
+    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
+    if dtype is None or not hasattr(key, "ndim"):
+        raise TypeError(
+            f"key must be a PRNG key such as jax.random.key(0), got {type(key).__name__}"
+        )
+    typed = jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    if not ((typed and shape == ()) or (not typed and dtype == jnp.uint32 and shape == (2,))):
+        raise ValueError(
+            "key must be one PRNG key such as jax.random.key(0) (or a uint32 [2] "
+            f"jax.random.PRNGKey), got dtype {dtype} shape {shape}"
+        )
 
 
 def num_classes_of(predict, images_shape) -> int:
@@ -137,12 +173,12 @@ def _concrete(*arrays) -> bool:
     return not any(isinstance(a, jax.core.Tracer) for a in arrays)
 
 
-def _positive_int(name, value, least):
+def positive_int(name, value, least):
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
         raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
 
 
-def _pair(name, value):
+def pair(name, value):
     try:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError):
@@ -150,6 +186,6 @@ def _pair(name, value):
     return lo, hi
 
 
-def _one_of(name, value, choices):
+def one_of(name, value, choices):
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")

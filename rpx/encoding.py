@@ -39,6 +39,7 @@ class Layout:
     restore: bool
     value_range: tuple[float, float]
     integer_colors: bool  # uint8-like images: colours snap to whole values
+    color_dtype: str = "float32"  # the images' dtype: colours are rounded to what it holds
 
     @property
     def coordinate_genes(self) -> int:
@@ -106,6 +107,8 @@ def decode(layout: Layout, genes: jax.Array, table: jax.Array, count: jax.Array,
         colors = lo + _bucket(color_genes, levels).astype(jnp.float32)
     else:
         colors = lo + color_genes.astype(jnp.float32) * (hi - lo)
+    # The model is shown the colour the returned image can store (e.g. float16 images).
+    colors = colors.astype(layout.color_dtype).astype(jnp.float32)
     changed = region[flat] if layout.restore else jnp.ones(layout.pixels, bool)
     # Pixels of one candidate at the same position all take the last one's colour, so
     # every write to a position carries the same value and scatter order cannot matter.

@@ -23,7 +23,8 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from rpx import checks, slots
-from rpx.attack import AttackConfig, AttackResult
+from rpx.attack import AttackResult
+from rpx.config import AttackConfig, resolve
 
 AXIS = "slots"
 
@@ -66,7 +67,8 @@ def run(
       On several hosts (after `jax.distributed.initialize()`), each host searches its
       share of the rows and every host returns all rows.
     """
-    config = AttackConfig() if config is None else config
+    config = resolve(config)
+    checks.check_key(key)
     for name, value in (("batch_size", batch_size), ("refill_every", refill_every)):
         if value is not None and (not isinstance(value, int | np.integer) or value < 1):
             raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")

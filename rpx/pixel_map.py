@@ -24,7 +24,7 @@ import numpy as np
 from flax import struct
 
 from rpx import checks, encoding, regions, slots
-from rpx.attack import AttackConfig
+from rpx.config import AttackConfig
 
 
 @struct.dataclass
@@ -35,7 +35,8 @@ class PixelMap:
       fitness as `rpx.attack`: p[label] for untargeted scans (lower is better),
       p[target] for targeted ones (higher is better). As in `rpx.attack`, a colour
       that succeeds beats one that does not; among colours of the same kind the best
-      fitness wins. NaN at pixels outside the region (never evaluated).
+      fitness wins. NaN at pixels outside the region (never evaluated) and where no
+      colour gave finite probabilities.
     fooled: bool [N, H, W], some tried colour at that pixel succeeds (untargeted:
       argmax != label; targeted: argmax == target). Always False outside the region.
     best_color: float32 [N, H, W, C], the chosen colour at each pixel (a successful one
@@ -90,7 +91,7 @@ def pixel_map(
     n, h, w, c = images.shape
     colors = _check_colors(colors, c, config.value_range, jnp.issubdtype(images.dtype, jnp.integer))
     if batch_size is not None:
-        checks._positive_int("batch_size", batch_size, 1)
+        checks.positive_int("batch_size", batch_size, 1)
     if n * h * w * len(colors) >= 2**31:  # triples are numbered in int32
         raise ValueError(
             f"images: {n} images x {h * w} pixels x {len(colors)} colors exceed 2**31 "
@@ -108,7 +109,8 @@ def fused_pixel_map(predict, chunk, images, labels, region, target, colors) -> P
     n, h, w, c = images.shape
     m = colors.shape[0]
     pixels = images.astype(jnp.float32)
-    colors = colors.astype(jnp.float32)
+    # Colours as the images' dtype stores them, so the map describes storable images.
+    colors = colors.astype(images.dtype).astype(jnp.float32)
     goal = labels if target is None else target
     table, count = regions.index_table(region)
     # Triples are numbered image by image: image i owns [ends[i] - count[i]*M, ends[i]).
@@ -132,6 +134,9 @@ def fused_pixel_map(predict, chunk, images, labels, region, target, colors) -> P
             p_goal = jnp.take_along_axis(probs, goal[image][:, None], axis=-1)[:, 0]
             predicted = jnp.argmax(probs, axis=-1)
             success = predicted != labels[image] if target is None else predicted == goal[image]
+            # Non-finite output is never a hit nor a fitness (argmax of NaN is 0).
+            finite = jnp.isfinite(probs).all(-1)
+            p_goal, success = jnp.where(finite, p_goal, jnp.nan), success & finite
             # Padding rows past the last triple get an out-of-bounds image and are dropped.
             row = jnp.where(valid, image, n)
             fit = fit.at[row, flat, color].set(p_goal, mode="drop")

@@ -85,6 +85,7 @@ def make_context(predict, config, images_shape, dtype, num_classes, targeted) ->
         restore=config.restriction == "restore",
         value_range=config.value_range,
         integer_colors=bool(jnp.issubdtype(dtype, jnp.integer)),
+        color_dtype=jnp.dtype(dtype).name,
     )
     chunk = chunk_size(config, images_shape, s * config.population)
     return Context(predict, config, layout, num_classes, targeted, chunk)
@@ -121,17 +122,11 @@ def start(ctx: Context, inputs: Inputs) -> State:
     dummy = jax.vmap(de.init, (0, 0, 0, None))(
         jax.random.split(jax.random.key(0), s), jnp.zeros((s, pop, d)), jnp.zeros((s, pop)), params
     )
-    # Images with an empty region are finished at once; their result needs clean probs.
-    clean = jax.lax.cond(
-        (~has_region).any(),
-        lambda: clean_probs(ctx, inputs.pixels),
-        lambda: jnp.zeros((s, ctx.num_classes), jnp.float32),
-    )
     return State(
         de=dummy,
         best_genes=jnp.zeros((s, d), jnp.float32),
         best_score=jnp.full((s,), jnp.inf, jnp.float32),
-        best_probs=clean,
+        best_probs=jnp.zeros((s, ctx.num_classes), jnp.float32),
         success=jnp.zeros((s,), bool),
         fresh=has_region,
         live=jnp.zeros((s,), bool),
@@ -190,8 +185,11 @@ def step(ctx: Context, key, inputs: Inputs, state: State) -> State:
         score, hit = -p_goal, predicted == inputs.goal[:, None]
     else:
         score, hit = p_goal, predicted != inputs.label[:, None]
-    score = jnp.where(on[:, None], score, jnp.inf)
-    hit = hit & on[:, None]
+    # A candidate with a non-finite probability is never a hit nor a best (argmax of a
+    # NaN row is 0, which would pass for a success).
+    usable = on[:, None] & jnp.isfinite(probs).all(-1)
+    score = jnp.where(usable, score, jnp.inf)
+    hit = hit & usable
 
     # A successful candidate always beats an unsuccessful one (scores lie in [-1, 1]).
     m = jnp.argmin(jnp.where(hit, score - 4.0, score), axis=1)
@@ -212,7 +210,7 @@ def step(ctx: Context, key, inputs: Inputs, state: State) -> State:
     )
     evaluated = state.evaluated + on
     success = state.success | hit_m
-    value = -best_score if ctx.targeted else best_score
+    value = jnp.where(jnp.isinf(best_score), jnp.nan, -best_score if ctx.targeted else best_score)
     rows = jnp.arange(on.shape[0])
     column = jnp.where(on, evaluated - 1, cfg.generations + 1)  # out of range: dropped
     curve = state.curve.at[rows, column].set(value, mode="drop")
@@ -269,7 +267,7 @@ def decode(ctx: Context, inputs: Inputs, genes, n):
 
 def finish(ctx: Context, inputs: Inputs, state: State, dtype):
     """The result fields for every slot (see `rpx.AttackResult`)."""
-    s = state.success.shape[0]
+    s, k = state.success.shape[0], ctx.layout.pixels
     has_region = inputs.lookup.region.any(-1)
     found = has_region & jnp.isfinite(state.best_score)
     flat, colors, changed = jax.vmap(lambda g, n: decode(ctx, inputs, g, n))(
@@ -277,18 +275,30 @@ def finish(ctx: Context, inputs: Inputs, state: State, dtype):
     )
     changed = changed & found[:, None]
     adversarial = jax.vmap(encoding.apply)(inputs.pixels, flat, colors, changed).astype(dtype)
+    # Slots of one candidate at the same position change one pixel: report it once, in
+    # its first slot (k above the region's size always repeats positions).
+    earlier = jnp.tril(jnp.ones((k, k), bool), -1)
+    repeat = ((flat[:, :, None] == flat[:, None, :]) & earlier & changed[:, None, :]).any(-1)
+    changed = changed & ~repeat
     w = ctx.layout.width
     positions = jnp.stack([flat // w, flat % w], axis=-1).astype(jnp.int32)
     # Columns after an image stopped repeat its final best.
     final = state.curve[jnp.arange(s), jnp.maximum(state.evaluated - 1, 0)]
     later = jnp.arange(ctx.config.generations + 1)[None, :] >= state.evaluated[:, None]
     curve = jnp.where(later & has_region[:, None], final[:, None], state.curve)
+    # Images returned unchanged (empty region, or no candidate with finite output):
+    # their probabilities are the clean image's, computed only when some slot needs them.
+    clean = jax.lax.cond(
+        (~found).any(),
+        lambda: clean_probs(ctx, adversarial.astype(jnp.float32)),
+        lambda: jnp.zeros((s, ctx.num_classes), jnp.float32),
+    )
     return dict(
         success=state.success & has_region,
         adversarial=adversarial,
         positions=jnp.where(changed[..., None], positions, -1),
         colors=jnp.where(changed[..., None], colors, 0.0),
-        probs=state.best_probs,
+        probs=jnp.where(found[:, None], state.best_probs, clean),
         generations=state.evaluated,
         queries=state.evaluated * ctx.config.population,
         fitness_curve=curve,

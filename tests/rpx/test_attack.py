@@ -210,3 +210,47 @@ def test_works_inside_the_callers_jit_and_compiles_once():
 
     inside = outer(jnp.asarray(images + 1), jnp.asarray(labels), jax.random.key(1))
     np.testing.assert_allclose(inside, again.fitness_curve)
+
+
+def test_candidates_with_nan_output_are_never_successes():
+    # Before: argmax of a NaN row is 0 != label 1, so every image counted as a success.
+    predict = planted.nan_model(PATCH)
+    images = planted.grey_images(N)
+    labels = np.ones(N, np.int32)
+    region = planted.patch_mask(8, 8, PATCH)
+    result = rpx.attack(predict, images, labels, region=region, config=FAST, key=jax.random.key(0))
+    assert not np.asarray(result.success).any()
+    probs = np.asarray(result.probs)
+    np.testing.assert_allclose(probs, predict(jnp.asarray(result.adversarial, jnp.float32)))
+    assert np.isfinite(probs).all() and (probs.argmax(-1) == labels).all()
+    # Only finite candidates are kept as the best: the returned image is not a NaN one.
+    assert np.isfinite(np.asarray(result.fitness_curve)).all()
+
+
+def test_more_pixels_than_the_region_holds_reports_each_changed_pixel_once():
+    # Decided: k above the region's pixel count is allowed; each region pixel changes at
+    # most once and the slots without a distinct pixel report (-1, -1) and colour 0.
+    images = planted.grey_images(N)
+    region = np.zeros((8, 8), bool)
+    region[3, 4] = region[6, 1] = True
+    config = rpx.AttackConfig(pixels=4, population=8, generations=2)
+    for restriction in ("table", "restore"):
+        result = rpx.attack(
+            ONE_PIXEL,
+            images,
+            np.zeros(N, np.int32),
+            region=region,
+            config=dataclasses.replace(config, restriction=restriction),
+            key=jax.random.key(3),
+        )
+        positions, colors = np.asarray(result.positions), np.asarray(result.colors)
+        adversarial = np.asarray(result.adversarial)
+        for i in range(N):
+            used = positions[i, :, 0] >= 0
+            rows, cols = positions[i, used, 0], positions[i, used, 1]
+            assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) == used.sum()
+            assert region[rows, cols].all() and used.sum() <= 2
+            assert (colors[i, ~used] == 0).all()
+            changed = (adversarial[i] != images[i]).any(-1)
+            assert changed.sum() <= used.sum()
+            np.testing.assert_array_equal(adversarial[i, rows, cols], colors[i, used])

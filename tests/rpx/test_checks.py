@@ -92,3 +92,97 @@ def test_traced_inputs_skip_value_checks_but_keep_shape_checks():
                 PREDICT, x, jnp.zeros(3, jnp.int32), config=CONFIG, key=jax.random.key(0)
             )
         )(jnp.asarray(planted.grey_images(2)))
+
+
+def softmax_linear(num_classes, dtype=jnp.float32):
+    weights = np.random.default_rng(0).normal(size=(8 * 8 * 3, num_classes)) / 50
+
+    def predict(x):
+        logits = (x.reshape(x.shape[0], -1) / 255.0).astype(dtype) @ weights.astype(dtype)
+        return jax.nn.softmax(logits, axis=-1)
+
+    return predict
+
+
+@pytest.mark.parametrize(
+    "predict, message",
+    [
+        (lambda x: jnp.full((x.shape[0], 3), jnp.nan), "finite"),
+        (lambda x: jnp.full((x.shape[0], 3), jnp.inf), "finite"),
+        (
+            lambda x: jnp.stack([x.mean((1, 2, 3)), -x.mean((1, 2, 3)), 0 * x[:, 0, 0, 0]], 1),
+            "apply jax.nn.softmax",
+        ),  # fmt: skip
+        (lambda x: jnp.full((x.shape[0], 3), 0.5), "apply jax.nn.softmax"),  # sums to 1.5
+        (lambda x: jnp.full((x.shape[0], 3), 0.1), "summing to 1"),
+    ],
+)
+def test_predict_that_does_not_return_probabilities_is_refused(predict, message):
+    with pytest.raises(ValueError, match=message):
+        call(predict=predict, labels=np.zeros(2, np.int32))
+    with pytest.raises(ValueError, match=message):
+        rpx.pixel_map(predict, planted.grey_images(2), np.zeros(2, np.int32))
+    with pytest.raises(ValueError, match=message):
+        rpx.run(
+            predict,
+            planted.grey_images(2),
+            np.zeros(2, np.int32),
+            config=CONFIG,
+            key=jax.random.key(0),
+            progress=False,
+        )
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+def test_probabilities_of_low_precision_models_pass_the_probe(dtype):
+    predict = softmax_linear(1000, dtype)
+    out = predict(jnp.asarray(planted.grey_images(2), jnp.float32))
+    assert out.dtype == dtype
+    rpx.checks.check_probabilities(predict, planted.grey_images(2))
+
+
+@pytest.mark.parametrize(
+    "dtype, value_range",
+    [
+        (np.uint8, (0.0, 65535.0)),
+        (np.uint8, (0.0, 256.0)),
+        (np.uint8, (0.5, 255.0)),
+        (np.int8, (0.0, 255.0)),
+        (np.int8, (-129.0, 127.0)),
+        (np.uint16, (-1.0, 255.0)),
+        (np.float16, (0.0, 1e6)),
+    ],
+)
+def test_value_range_the_images_dtype_cannot_hold_is_refused(dtype, value_range):
+    images = np.zeros((2, 8, 8, 3), dtype)
+    config = rpx.AttackConfig(population=8, generations=1, value_range=value_range)
+    with pytest.raises(ValueError, match=rf"value_range .* dtype {np.dtype(dtype).name}"):
+        rpx.attack(PREDICT, images, np.zeros(2, np.int32), config=config, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="value_range"):
+        rpx.pixel_map(PREDICT, images, np.zeros(2, np.int32), value_range=value_range)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(config={"pixels": 1}), TypeError, r"config must be an rpx.AttackConfig.*\*\*d"),
+        (dict(config=(1, 400)), TypeError, "config must be an rpx.AttackConfig"),
+        (dict(key=0), TypeError, "key must be a PRNG key"),
+        (dict(key=np.array([1, 2, 3], np.uint32)), ValueError, "key must be one PRNG key"),
+        (dict(key=jax.random.split(jax.random.key(0), 2)), ValueError, "key must be one"),
+        (dict(key=jnp.zeros(2, jnp.int32)), ValueError, "key must be one PRNG key"),
+    ],
+)
+def test_config_and_key_of_the_wrong_kind_are_refused(kwargs, error, message):
+    args = dict(config=CONFIG, key=jax.random.key(0)) | kwargs
+    images, labels = planted.grey_images(2), np.zeros(2, np.int32)
+    with pytest.raises(error, match=message):
+        rpx.attack(PREDICT, images, labels, **args)
+    with pytest.raises(error, match=message):
+        rpx.run(PREDICT, images, labels, progress=False, **args)
+
+
+def test_legacy_prng_key_is_accepted():
+    images, labels = planted.grey_images(2), np.zeros(2, np.int32)
+    a = rpx.attack(PREDICT, images, labels, config=CONFIG, key=jax.random.PRNGKey(0))
+    assert a.success.shape == (2,)

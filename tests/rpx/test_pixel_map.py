@@ -252,3 +252,16 @@ def test_bad_inputs_raise_value_errors_naming_the_argument(kwargs, name):
     labels = args.pop("labels")
     with pytest.raises(ValueError, match=name):
         rpx.pixel_map(ONE_PIXEL, planted.grey_images(2), labels, **args)
+
+
+def test_pixels_whose_output_is_nan_are_not_fooling():
+    # Before: the NaN rows' argmax (0) differed from label 1, so the patch looked fooled.
+    predict = planted.nan_model(PATCH)
+    images = planted.grey_images(2)
+    result = rpx.pixel_map(predict, images, np.ones(2, np.int32))
+    assert not np.asarray(result.fooled).any()
+    fitness = np.asarray(result.fitness)
+    (r0, r1), (c0, c1) = PATCH
+    # Patch pixels still have finite colours (all but red): their fitness is finite.
+    assert np.isfinite(fitness).all()
+    np.testing.assert_allclose(fitness[:, r0:r1, c0:c1], 0.8, rtol=1e-6)

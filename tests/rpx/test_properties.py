@@ -1,6 +1,9 @@
 """Invariants of rpx.attack over random masks, pixel counts and image sizes."""
 
+import functools
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -86,3 +89,65 @@ def test_only_region_pixels_change_at_most_k_within_range(
     predicted = np.asarray(result.probs).argmax(-1)
     expected = predicted == target if targeted else predicted != labels
     np.testing.assert_array_equal(success[~empty], expected[~empty])
+
+
+@functools.cache
+def _scaled_model(lo, hi):
+    # Inputs mapped to [0, 255], so every dtype's colours move the model about equally.
+    return lambda x: MODELS[SHAPES[1]]((x - lo) * (255.0 / (hi - lo)))
+
+
+DTYPE_RANGES = [
+    (np.uint8, (0.0, 255.0)),
+    (np.int8, (-128.0, 127.0)),
+    (np.uint16, (0.0, 1000.0)),
+    (np.int32, (-5.0, 300.0)),
+    (np.float32, (0.0, 1.0)),
+    (np.float16, (0.0, 255.0)),
+    (jnp.bfloat16, (-1.0, 1.0)),
+]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    dtype_range=st.sampled_from(DTYPE_RANGES),
+    pixels=st.integers(1, 3),
+    encoding=st.sampled_from(rpx.encoding.ENCODINGS),
+    restriction=st.sampled_from(["table", "restore"]),
+    targeted=st.booleans(),
+)
+def test_what_a_result_reports_the_model_confirms(
+    data, dtype_range, pixels, encoding, restriction, targeted
+):
+    dtype, (lo, hi) = dtype_range
+    h, w = SHAPES[1]
+    n = 3
+    seed = data.draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    region = rng.random((n, h, w)) < data.draw(st.sampled_from([0.05, 0.3, 1.0]))
+    images = (lo + rng.random((n, h, w, 3)) * (hi - lo)).astype(dtype)
+    labels = rng.integers(0, 4, n).astype(np.int32)
+    target = (labels + 1) % 4 if targeted else None
+    config = rpx.AttackConfig(
+        pixels=pixels,
+        population=8,
+        generations=3,
+        encoding=encoding,
+        restriction=restriction,
+        value_range=(lo, hi),
+    )
+    predict = _scaled_model(lo, hi)
+    result = rpx.attack(
+        predict, images, labels, region=region, target=target, config=config,
+        key=jax.random.key(seed),
+    )  # fmt: skip
+
+    adversarial = np.asarray(result.adversarial)
+    assert adversarial.dtype == np.dtype(dtype)
+    confirmed = np.asarray(predict(jnp.asarray(adversarial, jnp.float32)))
+    np.testing.assert_allclose(confirmed, result.probs, atol=2e-6)
+    predicted = confirmed.argmax(-1)
+    expected = predicted == target if targeted else predicted != labels
+    empty = ~region.any((1, 2))
+    np.testing.assert_array_equal(np.asarray(result.success), expected & ~empty)

@@ -1,0 +1,84 @@
+"""AttackConfig: the settings of a search, validated when built (a hashable jit key)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from rpx import checks, encoding, search
+
+RESTRICTIONS = ("table", "restore")
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackConfig:
+    """Settings of the search; the defaults are the paper's (section IV-B).
+
+    pixels: k, pixels changed per image. population: DE population size.
+    generations: DE generations after the initial population. mutation: (lo, hi), F
+    drawn from U[lo, hi) each generation; lo == hi fixes F. crossover: CR of the
+    binomial crossover. strategy: "best1bin" or "rand1bin". init: "lhs" (latin
+    hypercube) or "uniform". value_range: (lo, hi) of pixel values, the range of
+    `images` and of the colours tried; it must fit the images' dtype (whole numbers
+    within the integer range for integer images). restriction: "table" (coordinates
+    map only to region pixels) or "restore" (the paper's workaround: search the whole
+    image and leave out-of-region pixels unchanged). encoding: "rowcol", "flat" or
+    "hilbert", how coordinate genes map to pixels (see `rpx.encoding`). chunk_size:
+    candidates per classifier call inside the fused program; None picks one for the
+    backend.
+
+    k larger than a region's pixel count is allowed: such an image changes every
+    pixel of its region at most once, and the pixel slots left without a distinct
+    pixel change nothing and are reported as (-1, -1) (see `rpx.AttackResult`).
+    """
+
+    pixels: int = 1
+    population: int = 400
+    generations: int = 100
+    mutation: tuple[float, float] = (0.5, 1.0)
+    crossover: float = 1.0
+    strategy: str = "best1bin"
+    init: str = "lhs"
+    value_range: tuple[float, float] = (0.0, 255.0)
+    restriction: str = "table"
+    encoding: str = "rowcol"
+    chunk_size: int | None = None
+
+    def __post_init__(self):
+        _check_fields(self)
+        # Tuples of floats, so that equal configs hash alike (the config is a jit key).
+        object.__setattr__(self, "mutation", tuple(float(m) for m in self.mutation))
+        object.__setattr__(self, "value_range", tuple(float(v) for v in self.value_range))
+        object.__setattr__(self, "crossover", float(self.crossover))
+
+
+def resolve(config) -> AttackConfig:
+    """`config`, or the paper's settings for None; TypeError for anything else."""
+    if config is None:
+        return AttackConfig()
+    if not isinstance(config, AttackConfig):
+        raise TypeError(
+            f"config must be an rpx.AttackConfig or None, got {type(config).__name__}"
+            + (" (build one with rpx.AttackConfig(**d))" if isinstance(config, dict) else "")
+        )
+    return config
+
+
+def _check_fields(config) -> None:
+    checks.positive_int("pixels", config.pixels, 1)
+    checks.positive_int("population", config.population, 4)
+    checks.positive_int("generations", config.generations, 0)
+    if config.chunk_size is not None:
+        checks.positive_int("chunk_size", config.chunk_size, 1)
+    lo_hi = checks.pair("mutation", config.mutation)
+    if not 0.0 <= lo_hi[0] <= lo_hi[1] <= 2.0:
+        raise ValueError(f"mutation must satisfy 0 <= lo <= hi <= 2, got {config.mutation}")
+    if not (isinstance(config.crossover, int | float) and 0.0 <= config.crossover <= 1.0):
+        raise ValueError(f"crossover must be a number in [0, 1], got {config.crossover!r}")
+    lo, hi = checks.pair("value_range", config.value_range)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"value_range must be finite with lo < hi, got {config.value_range}")
+    checks.one_of("strategy", config.strategy, search.STRATEGIES)
+    checks.one_of("init", config.init, search.INITS)
+    checks.one_of("restriction", config.restriction, RESTRICTIONS)
+    checks.one_of("encoding", config.encoding, encoding.ENCODINGS)
