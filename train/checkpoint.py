@@ -9,7 +9,10 @@ checkpoint (for resuming) and the one with the best test accuracy (for use). `mo
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +88,40 @@ def read_meta(mngr: ocp.CheckpointManager, step: int) -> dict:
     return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
 
+@contextlib.contextmanager
+def _unreadable(workdir: str, step: int | None):
+    """Turn any failure to read checkpoint `step` into one ValueError naming it."""
+    previous = sys.unraisablehook
+    sys.unraisablehook = functools.partial(_drop_failed_reads, previous)
+    try:
+        yield
+    except Exception as err:  # orbax/tensorstore raise bare Exception, KeyError, JSON errors
+        what = "checkpoints" if step is None else f"checkpoint at step {step}"
+        root = err
+        while root.__cause__ is not None:  # the first error says most (tensorstore's)
+            root = root.__cause__
+        cause = (str(root).strip().splitlines() or [""])[0][:300]
+        raise ValueError(
+            f"workdir {workdir!r}: the {what} cannot be read "
+            f"({type(root).__name__}: {cause}): truncated, corrupt or not a classifier's"
+        ) from err
+    else:  # nothing is left pending after a restore that worked
+        sys.unraisablehook = previous
+
+
+def _drop_failed_reads(previous, unraisable) -> None:
+    """An unraisable-exception hook for a restore that may fail: orbax then leaves its
+    other array reads pending; each prints "Exception ignored in <coroutine>" when Python
+    finalises it, and one finishing after its event loop closed prints "Event loop is
+    closed" (during the restore or at exit). Drop those reports, pass on the others."""
+    pending = "_read_array_index" in getattr(unraisable.object, "__qualname__", "")
+    late = isinstance(unraisable.exc_value, RuntimeError) and (
+        str(unraisable.exc_value) == "Event loop is closed"
+    )
+    if not (pending or late):
+        previous(unraisable)
+
+
 def load_classifier(workdir: str, step: int | None = None, dtype="float32", flip_tta: bool = False):
     """Load a trained classifier from a workdir (or a shipped copy of one).
 
@@ -106,6 +143,8 @@ def load_classifier(workdir: str, step: int | None = None, dtype="float32", flip
 
     Raises:
       FileNotFoundError: no checkpoint in `workdir`.
+      ValueError: the checkpoint is there but cannot be read (truncated or corrupt files,
+        unreadable metadata, an unknown model); the message names the workdir and step.
     """
     path = os.path.join(workdir, CHECKPOINT_DIR)
     if not os.path.isdir(path):
@@ -113,28 +152,33 @@ def load_classifier(workdir: str, step: int | None = None, dtype="float32", flip
             f"workdir {workdir!r} has no {CHECKPOINT_DIR}/ folder: train one with "
             "`python -m train --model=NAME --workdir=DIR`"
         )
-    mngr = manager(workdir, read_only=True)
-    step = step if step is not None else (mngr.best_step() or mngr.latest_step())
-    if step is None or step not in mngr.all_steps():
+    with _unreadable(workdir, step):
+        mngr = manager(workdir, read_only=True)
+        saved = list(mngr.all_steps())
+        step = step if step is not None else (mngr.best_step() or mngr.latest_step())
+    if step is None or step not in saved:
         raise FileNotFoundError(
             f"workdir {workdir!r}: no checkpoint{'' if step is None else f' at step {step}'}"
-            f" (saved steps: {list(mngr.all_steps())})"
+            f" (saved steps: {saved})"
         )
-    meta = read_meta(mngr, step)
-    model = models.module(meta["model"], meta["num_classes"], dtype=jnp.dtype(dtype))
-    shapes = jax.eval_shape(
-        lambda k: models.init_variables(model, k, meta["image_size"]), jax.random.key(0)
-    )
-    # Restore onto the first local device whatever devices saved it (GPU -> CPU works).
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = {
-        "params": shapes["params"],
-        "batch_stats": shapes.get("batch_stats", {}),
-    }
-    target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), target)
-    variables = mngr.restore(
-        step, args=ocp.args.Composite(model=ocp.args.StandardRestore(target))
-    ).model
+    with _unreadable(workdir, step):
+        meta = read_meta(mngr, step)
+        model = models.module(meta["model"], meta["num_classes"], dtype=jnp.dtype(dtype))
+        shapes = jax.eval_shape(
+            lambda k: models.init_variables(model, k, meta["image_size"]), jax.random.key(0)
+        )
+        # Restore onto the first local device whatever devices saved it (GPU -> CPU works).
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = {
+            "params": shapes["params"],
+            "batch_stats": shapes.get("batch_stats", {}),
+        }
+        target = jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), target
+        )
+        variables = mngr.restore(
+            step, args=ocp.args.Composite(model=ocp.args.StandardRestore(target))
+        ).model
     mngr.close()
     if not variables["batch_stats"]:
         variables = {"params": variables["params"]}
