@@ -5,8 +5,9 @@
 
 Reads the split with rpx.datasets (DIR/{dataset}-{split}.npz with --data-dir, else
 tensorflow-datasets), segments every image in parallel, writes the cache and prints
-images/s and how many images took each path. An existing cache with the same settings
-and size is kept unless --force.
+images/s and how many images took each path. The cache records the images' count and
+content digest (`data_identity`). An existing cache of the same images with the same
+settings is kept; one of other images or settings is refused unless --force.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import sys
 import time
 
-from rpx.segment.cache import MaskCache, build_cache
+from rpx.segment.cache import MaskCache, build_cache, data_identity
 from rpx.segment.grabcut import GrabCutSettings
 
 
@@ -60,21 +61,22 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--out must be a .npz file, got {args.out!r}")
         n_total = len(datasets.source(args.dataset, args.split, args.data_dir))
         n = n_total if args.limit is None else min(args.limit, n_total)
+        indices = None if args.limit is None else range(n)
+        images, labels = datasets.load_arrays(args.dataset, args.split, args.data_dir, indices)
+        data = data_identity(images, labels)
         if os.path.exists(args.out) and not args.force:
             try:
-                cache = MaskCache(args.out, settings)
+                cache = MaskCache(args.out, settings, data)
             except ValueError as err:
                 raise ValueError(f"--out exists and differs ({err}); use --force") from None
-            if len(cache) == n:
-                print(f"{args.out}: up to date ({n} masks, {cache.path_counts()})")
-                return 0
-        indices = None if args.limit is None else range(n)
-        images, _ = datasets.load_arrays(args.dataset, args.split, args.data_dir, indices)
+            print(f"{args.out}: up to date ({n} masks, {cache.path_counts()})")
+            return 0
         start = time.perf_counter()
         cache = build_cache(
             images,
             args.out,
             settings,
+            data=data,
             workers=args.workers,
             dataset=args.dataset,
             split=args.split,

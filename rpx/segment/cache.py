@@ -4,14 +4,16 @@ File layout (one `.npz`, written atomically):
   `masks`  uint8 [N, H, ceil(W / 8)]  np.packbits of the bool masks along W
   `paths`  int8 [N]                   GrabCut path code per image (rpx.segment.PATHS),
                                       -1 for masks from elsewhere (e.g. U^2-Net)
-  `meta`   0-d str                    JSON: method, settings, dataset, split, shape, ...
+  `meta`   0-d str                    JSON: method, settings, data, dataset, split, shape, ...
 
-The settings that made the masks are recorded, so a cache built with other settings is
-refused rather than silently mixed with fresh masks.
+The settings that made the masks and the images they are of (`data`: `data_identity`,
+the image count and a content digest) are recorded, so a cache built with other
+settings or from other images is refused rather than silently mixed with fresh masks.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -23,6 +25,16 @@ from rpx.segment.grabcut import PATHS, GrabCutSettings, grabcut, path_counts
 FORMAT_VERSION = 1
 
 
+def data_identity(images, labels) -> str:
+    """What identifies a set of images wherever its file lies: count and content digest.
+
+    images: uint8 [N, H, W, C]; labels: int [N] (the dataset's, hashed as int64).
+    """
+    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    digest.update(np.asarray(labels, np.int64).tobytes())
+    return f"{len(images)} images, sha256 {digest.hexdigest()[:16]}"
+
+
 def save_masks(path: str, masks, paths, settings: dict, **info) -> None:
     """Write a mask cache.
 
@@ -32,7 +44,9 @@ def save_masks(path: str, masks, paths, settings: dict, **info) -> None:
       paths: int [N] GrabCut path codes in [0, len(PATHS)), or None for masks that did
         not come from rpx.segment.grabcut (stored as -1).
       settings: dict of the settings that made the masks (e.g. GrabCutSettings.to_dict()).
-      **info: JSON-serialisable extras recorded with them (method, dataset, split, ...).
+      **info: JSON-serialisable extras recorded with them (method, dataset, split, ...);
+        `data=data_identity(images, labels)` ties the cache to its images (MaskCache's
+        `data` check refuses a cache without it).
     """
     masks = np.asarray(masks)
     paths = np.full(masks.shape[:1], -1) if paths is None else np.asarray(paths)
@@ -73,30 +87,48 @@ class MaskCache:
       path: the `.npz` written by `save_masks` / `build_cache`.
       settings: if given (dict or GrabCutSettings), the recorded settings must equal it,
         else ValueError (the cache was built with other settings).
+      data: if given (`data_identity` of the images about to be used), the cache must
+        record the same, else ValueError (masks of other images, or a cache that does
+        not say which images it holds).
 
     Attributes:
       paths: int8 [N] path code per image; meta: the recorded JSON dict;
       settings: meta["settings"]; shape: (N, H, W).
     """
 
-    def __init__(self, path: str, settings: dict | GrabCutSettings | None = None):
+    def __init__(
+        self, path: str, settings: dict | GrabCutSettings | None = None, data: str | None = None
+    ):
         if not os.path.isfile(path):
             raise ValueError(f"path: no mask cache at {path}")
-        with np.load(path, allow_pickle=False) as data:
-            missing = {"masks", "paths", "meta"} - set(data.files)
-            if missing:
-                raise ValueError(f"path: {path} is not a mask cache (missing {sorted(missing)})")
-            self._packed = data["masks"]
-            self.paths = data["paths"]
-            self.meta = json.loads(str(data["meta"]))
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                missing = {"masks", "paths", "meta"} - set(npz.files)
+                if missing:
+                    raise ValueError(f"missing {sorted(missing)}")
+                self._packed = npz["masks"]
+                self.paths = npz["paths"]
+                self.meta = json.loads(str(npz["meta"]))
+            self.settings = self.meta["settings"]
+            self.shape = tuple(self.meta["shape"])
+        except Exception as err:  # zip, npy, JSON and key errors alike: not a cache
+            raise ValueError(f"path: {path} is not a mask cache ({err})") from None
         self.path = path
-        self.settings = self.meta["settings"]
-        self.shape = tuple(self.meta["shape"])
         if isinstance(settings, GrabCutSettings):
             settings = settings.to_dict()
         if settings is not None and settings != self.settings:
             raise ValueError(
                 f"settings: {path} was built with {self.settings}, not the requested {settings}"
+            )
+        if data is not None and self.meta.get("data") != data:
+            if "data" not in self.meta:
+                raise ValueError(
+                    f"data: {path} does not record which images its masks are of (built "
+                    "before caches recorded it): rebuild it (python -m rpx.segment --force)"
+                )
+            raise ValueError(
+                f"data: {path} holds masks of other images ({self.meta['data']}), not of "
+                f"these ({data})"
             )
 
     def __len__(self) -> int:
@@ -126,14 +158,16 @@ def build_cache(
     path: str,
     settings: GrabCutSettings | None = None,
     *,
+    data: str,
     workers: int | None = None,
     **info,
 ) -> MaskCache:
     """GrabCut masks for uint8 [N, H, W, 3] images, saved to `path`; returns the cache.
 
-    `info` (e.g. dataset="cifar10", split="test") is recorded with the settings.
+    `data` (`data_identity(images, labels)`) names the images, so the cache is refused
+    for others; `info` (e.g. dataset="cifar10", split="test") is recorded with it.
     """
     settings = settings or GrabCutSettings()
     masks, paths = grabcut(images, settings, workers=workers, return_paths=True)
-    save_masks(path, masks, paths, settings.to_dict(), method="grabcut", **info)
-    return MaskCache(path, settings)
+    save_masks(path, masks, paths, settings.to_dict(), method="grabcut", data=data, **info)
+    return MaskCache(path, settings, data)

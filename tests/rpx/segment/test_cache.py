@@ -5,7 +5,7 @@ import pytest
 
 from rpx.segment import GrabCutSettings
 from rpx.segment.__main__ import main
-from rpx.segment.cache import MaskCache, build_cache, save_masks
+from rpx.segment.cache import MaskCache, build_cache, data_identity, save_masks
 from rpx.segment.synthetic import planted_discs
 
 
@@ -64,8 +64,10 @@ def test_settings_mismatch_and_bad_input(tmp_path):
 
 def test_build_cache(tmp_path):
     images, truth = planted_discs(np.random.default_rng(1), 4, 32, 1.0)
-    cache = build_cache(images, str(tmp_path / "c.npz"), workers=1, dataset="planted")
+    data = data_identity(images, np.zeros(4))
+    cache = build_cache(images, str(tmp_path / "c.npz"), workers=1, dataset="planted", data=data)
     assert cache.meta["method"] == "grabcut" and cache.meta["dataset"] == "planted"
+    assert cache.meta["data"] == data and MaskCache(cache.path, data=data).shape == (4, 32, 32)
     assert (cache[np.arange(4)] == cache[[0, 1, 2, 3]]).all()
     assert (cache[np.arange(4)] & truth).sum() > 0.8 * truth.sum()
 
@@ -118,3 +120,51 @@ def test_cli_missing_data(tmp_path, capsys):
     assert "cifar10-train.npz" in capsys.readouterr().err
     assert main(["--dataset=cifar10", "--split=test", "--out=x.txt"]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_a_cache_is_tied_to_its_images(tmp_path):
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 2])
+    ours = data_identity(images, labels)
+    other = images.copy()
+    other[2, 7, 7, 2] ^= 1
+    assert data_identity(other, labels) != ours != data_identity(images, labels[::-1])
+    assert ours.startswith("3 images, sha256 ")
+    path = str(tmp_path / "m.npz")
+    save_masks(path, np.zeros((3, 8, 8), bool), None, {}, data=ours)
+    assert MaskCache(path, data=ours).meta["data"] == ours
+    with pytest.raises(ValueError, match="data: .* holds masks of other images"):
+        MaskCache(path, data=data_identity(other, labels))
+    save_masks(path, np.zeros((3, 8, 8), bool), None, {})  # says nothing of its images
+    assert len(MaskCache(path)) == 3
+    with pytest.raises(ValueError, match="does not record which images"):
+        MaskCache(path, data=ours)
+    with open(path, "wb") as f:
+        f.write(b"not a zip")
+    with pytest.raises(ValueError, match="is not a mask cache"):
+        MaskCache(path)
+
+
+def test_cli_refuses_a_cache_of_other_images(tmp_path, capsys):
+    images = _write_split(tmp_path, 3)
+    out = str(tmp_path / "masks.npz")
+    args = ["--dataset=cifar10", "--split=test", f"--out={out}", "--data-dir", str(tmp_path)]
+    assert main([*args, "--workers", "1"]) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "up to date" in capsys.readouterr().out
+    built = open(out, "rb").read()
+    # Other images, as many, in the same file: the cache is not theirs.
+    images[0, 0, 0, 0] ^= 1
+    np.savez(tmp_path / "cifar10-test.npz", image=images, label=np.arange(3, dtype=np.uint8))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "holds masks of other images" in err and "--force" in err
+    assert open(out, "rb").read() == built
+    assert main([*args, "--force", "--workers", "1"]) == 0
+    assert MaskCache(out).meta["data"] == data_identity(images, np.arange(3))
+    # A cache made before caches named their images is refused too.
+    save_masks(out, MaskCache(out)[np.arange(3)], None, GrabCutSettings().to_dict())
+    assert main(args) == 2
+    assert "does not record which images" in capsys.readouterr().err
