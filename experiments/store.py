@@ -1,19 +1,35 @@
-"""results.jsonl: one JSON record per attack, appended as soon as it is known.
+"""A run's workdir: results.jsonl, settings.json and the lock that makes the run its only writer.
 
-A killed run loses nothing already written: a re-run reads the file, skips the rows whose
-key is present and appends only new ones, so the file never holds a key twice. A line cut
-short by the kill (no trailing newline) is dropped on open. The settings that make the
-results comparable (budget, seed, data) are kept in `settings.json` beside the file, and a
-re-run with other settings is refused rather than mixed in.
+results.jsonl holds one JSON record per attack, appended as soon as it is known. A killed
+run loses nothing already written: a re-run reads the file, skips the rows whose key is
+present and appends only new ones, so the file never holds a key twice. A line cut short
+by the kill (no trailing newline) is dropped before the first new line is appended; a
+line of another shape is refused, and the file left as it is. The settings that make
+the results comparable (budget, seed, data, each classifier's parameter digest) are kept
+in `settings.json` beside the file, and a re-run with other settings is refused rather
+than mixed in. `locked(workdir)` holds WORKDIR/run.lock for the whole run, so a second
+run on the same workdir is refused instead of writing every row twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import tempfile
 
 # The fields that name one attack: one line per distinct key.
 KEY_FIELDS = ("model", "region", "pixels", "restriction", "attack", "image", "target")
+# What each field of a record holds (rpx.metrics.records plus the cell's fields).
+FIELD_TYPES = {
+    "model": str, "region": str, "pixels": int, "restriction": str, "attack": str,
+    "image": int, "target": (int, type(None)), "label": int, "success": bool,
+    "predicted": int, "confidence": (float, int, type(None)), "generations": int,
+    "queries": int, "clean_top": list, "clean_top_p": list, "adv_top": list,
+    "adv_p_at_clean_top": list, "positions": list, "colors": list,
+}  # fmt: skip
+LOCK_FILE = "run.lock"
 
 
 def record_key(record: dict) -> tuple:
@@ -21,18 +37,36 @@ def record_key(record: dict) -> tuple:
     return tuple(record.get(k) for k in KEY_FIELDS)
 
 
+def check_record(record) -> None:
+    """ValueError unless `record` is a dict holding every field of a result record."""
+    if not isinstance(record, dict):
+        raise ValueError(f"a result record is a JSON object, got a {type(record).__name__}")
+    missing = [k for k in FIELD_TYPES if k not in record]
+    if missing:
+        raise ValueError(f"a result record without {missing}")
+    for k, kind in FIELD_TYPES.items():
+        v = record[k]
+        if not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool):
+            raise ValueError(f"field {k!r} holds {v!r}")
+
+
 class ResultStore:
     """Append-only JSONL results with a set of the keys already present.
 
+    Opening reads and checks every line and writes nothing: a line that is not a result
+    record raises ValueError naming the file and line, the file untouched. A last line
+    cut short by a kill is dropped (truncated away) just before the first append.
+
     Args:
-      path: the results.jsonl file (created with its folder if missing).
+      path: the results.jsonl file (created with its folder on the first append).
     """
 
     def __init__(self, path: str):
         self.path = path
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.records: list[dict] = []
         self.keys: set[tuple] = set()
+        self._cut = None  # before the first append: cut the file to this length,
+        self._prefix = ""  # or end its last line
         if os.path.exists(path):
             self._load()
 
@@ -40,17 +74,26 @@ class ResultStore:
         with open(self.path, "rb") as f:
             data = f.read()
         complete = data[: data.rfind(b"\n") + 1]
-        if len(complete) < len(data):
-            # The run was killed mid-line: drop the fragment so appends start clean.
-            with open(self.path, "r+b") as f:
-                f.truncate(len(complete))
-        for number, line in enumerate(complete.decode().splitlines(), 1):
+        lines = complete.decode(errors="replace").splitlines()
+        fragment = data[len(complete) :]
+        if fragment:
+            try:  # a whole record without its newline (e.g. an editor's save) is kept
+                check_record(json.loads(fragment))
+                lines.append(fragment.decode())
+                self._prefix = "\n"
+            except ValueError:  # a line the kill cut short (JSON or UTF-8 errors)
+                self._cut = len(complete)
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{self.path}:{number}: not a JSON record ({err})") from None
+                check_record(record)
+            except ValueError as err:
+                raise ValueError(
+                    f"{self.path}:{number}: not a result record ({err}); fix or remove "
+                    "that line (the file is left as it is)"
+                ) from None
             key = record_key(record)
             if key not in self.keys:
                 self.keys.add(key)
@@ -71,21 +114,50 @@ class ResultStore:
                 self.keys.add(key)
                 new.append(r)
         if new:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            if self._cut is not None:
+                with open(self.path, "r+b") as f:
+                    f.truncate(self._cut)
             with open(self.path, "a") as f:
+                f.write(self._prefix)
                 f.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in new))
                 f.flush()
                 os.fsync(f.fileno())
             self.records.extend(new)
+            self._cut, self._prefix = None, ""
         return len(new)
 
 
-def check_settings(workdir: str, settings: dict) -> None:
-    """Write WORKDIR/settings.json, or raise ValueError if it holds other settings."""
+def _replace(path: str, data: bytes) -> None:
+    """Write `data` to `path` atomically (a temporary file beside it, then a rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def check_settings(workdir: str, settings: dict, models: dict | None = None) -> None:
+    """Write WORKDIR/settings.json, or raise ValueError if it holds other settings.
+
+    Args:
+      settings: JSON-serialisable settings that must equal the recorded ones.
+      models: {model name: identity (e.g. a parameter digest)}, kept under "models":
+        a name recorded with another identity is refused (other weights behind the same
+        name); new names are added.
+    """
     path = os.path.join(workdir, "settings.json")
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
+    models = json.loads(json.dumps(models or {}))
     if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
+        old = _read_settings(path)
+        known = old.pop("models", {})
         if old != settings:
             diff = {k: (old.get(k), settings.get(k)) for k in old.keys() | settings.keys()}
             diff = {k: v for k, v in diff.items() if v[0] != v[1]}
@@ -93,7 +165,58 @@ def check_settings(workdir: str, settings: dict) -> None:
                 f"--workdir {workdir} holds results made with other settings "
                 f"(was, now: {diff}); use another --workdir or the same settings"
             )
-        return
+        for name, identity in models.items():
+            if name in known and known[name] != identity:
+                raise ValueError(
+                    f"--workdir {workdir} holds results of another classifier named {name!r} "
+                    f"(its parameters were {known[name]}, now {identity}); use another "
+                    "--workdir or another name for this classifier"
+                )
+        if models.keys() <= known.keys():
+            return
+        models = {**known, **models}
     os.makedirs(workdir, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(settings, f, indent=2, sort_keys=True)
+    text = json.dumps({**settings, "models": models}, indent=2, sort_keys=True)
+    _replace(path, text.encode())
+
+
+def _read_settings(path: str) -> dict:
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except ValueError as err:
+        raise ValueError(f"{path} is not a settings file ({err})") from None
+    if not isinstance(old, dict) or not isinstance(old.get("models", {}), dict):
+        raise ValueError(f"{path} is not a settings file (not a JSON object of settings)")
+    return old
+
+
+@contextlib.contextmanager
+def locked(workdir: str):
+    """Hold an exclusive lock on `workdir` (creating it) for the `with` block.
+
+    The lock is an flock on WORKDIR/run.lock, which holds the holder's process id. The
+    kernel releases it when the process ends, however it ends. ValueError if another
+    process holds it (naming the workdir and that process) or the workdir cannot be
+    written; the lock file is then left as it is.
+    """
+    path = os.path.join(workdir, LOCK_FILE)
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise ValueError(f"cannot write to --workdir {workdir}: {err.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise ValueError(
+                f"--workdir {workdir} is in use by another run (process {holder}, lock "
+                f"{path}); wait for it to end or use another --workdir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

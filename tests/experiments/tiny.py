@@ -1,4 +1,9 @@
-"""A tiny CIFAR-shaped classifier and made-up data for the experiment tests."""
+"""A tiny CIFAR-shaped classifier, made-up data and workdir helpers for the experiment tests."""
+
+import contextlib
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -36,3 +41,35 @@ def mock_cifar(path, n=24, seed=0, wrong=4):
     labels[:wrong] = (predicted[:wrong] + 1) % 10
     np.savez(path, image=images, label=labels.astype(np.uint8))
     return images, labels
+
+
+@contextlib.contextmanager
+def lock_held_by_another_process(workdir):
+    """Another process holding WORKDIR's run lock (as a running experiment does): yields
+    its pid; the process is killed on exit, which releases the lock."""
+    os.makedirs(workdir, exist_ok=True)
+    script = (
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(os.path.join(sys.argv[1], 'run.lock'), os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "os.ftruncate(fd, 0); os.write(fd, b'%d\\n' % os.getpid())\n"
+        "print('locked', flush=True); time.sleep(300)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, workdir], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"locked\n"
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def snapshot(folder) -> dict:
+    """{relative path: bytes} of every file under `folder` (to show nothing changed)."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = f.read()
+    return out
