@@ -1,0 +1,169 @@
+"""`one_pixel_probs`: probabilities of many one-pixel changes of many images."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rpx.incremental.plan import Plan, analyse, clean_cache, window_probs
+
+EVALUATIONS = ("auto", "full", "incremental")
+
+# Clean activations held at once: images are processed in groups whose caches fit.
+CACHE_BUDGET_BYTES = 1 << 28
+
+
+def one_pixel_probs(
+    predict: Callable,
+    images,
+    positions,
+    colors,
+    *,
+    evaluation: str = "auto",
+    params=None,
+    chunk_size: int | None = None,
+) -> jax.Array:
+    """Class probabilities of images with one pixel changed, for many (pixel, colour) each.
+
+    Args:
+      predict: float32 [B, H, W, C] -> probabilities [B, K], traceable (with `params`:
+        `predict(params, x)`, params traced).
+      images: [N, H, W, C], uint8 or float.
+      positions: int [N, M, 2], (row, col) of the pixel changed in each candidate.
+      colors: [N, M, C], its new colour, cast to the images' dtype first (as
+        `rpx.encoding.apply` does), so uint8 images behave as a full pass on the changed
+        uint8 image.
+      evaluation: "full" runs predict on every changed image; "incremental" recomputes
+        only the region the pixel reaches from the clean activations of its image (exact
+        within float tolerance; ops it cannot follow run in full); "auto" is
+        "incremental" where `rpx.incremental.analyse` predicts a saving, else "full".
+      params: weights for `predict(params, x)`, or None.
+      chunk_size: candidates per classifier call; None: 256 on CPU, more on
+        accelerators.
+
+    Returns:
+      float32 [N, M, K]: probabilities of image n with pixel positions[n, m] set to
+      colors[n, m].
+    """
+    images, positions, colors = _validate(predict, images, positions, colors, evaluation)
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    n, m = positions.shape[:2]
+    plan = None if evaluation == "full" else analyse(predict, images.shape[1:], params)
+    use_plan = plan if evaluation == "incremental" or (plan and plan.saves_work) else None
+    if plan is None:
+        num_classes = _num_classes(predict, images.shape[1:], params)
+    else:
+        num_classes = plan.num_classes
+    if n * m == 0:
+        return jnp.zeros((n, m, num_classes), jnp.float32)
+    chunk = chunk_size or _default_chunk(images.shape[1:])
+    chunk = min(chunk, n * m)
+    group = n if use_plan is None else min(n, CACHE_BUDGET_BYTES // max(1, use_plan.cache_bytes))
+    group = max(1, group)
+    group = -(-n // -(-n // group))  # the same number of groups, as even as possible
+    program = _program(predict, use_plan, chunk, params is not None)
+    out = []
+    for start in range(0, n, group):
+        stop = min(n, start + group)
+        take = np.minimum(np.arange(start, start + group), stop - 1)  # pad with repeats
+        probs = program(images[take], positions[take], colors[take], params)
+        out.append(probs[: stop - start])
+    return jnp.concatenate(out) if len(out) > 1 else out[0]
+
+
+@functools.lru_cache(maxsize=32)
+def _program(predict, plan: Plan | None, chunk: int, with_params: bool):
+    """The jitted evaluation of one group of images (cached: one compile per shape)."""
+
+    def run(images, positions, colors, params):
+        g, m, c = colors.shape
+        total = g * m
+        steps = -(-total // chunk)
+        pad = steps * chunk - total
+        index = jnp.repeat(jnp.arange(g, dtype=jnp.int32), m)
+        flat_pos = positions.reshape(total, 2).astype(jnp.int32)
+        # The colour the changed image would hold, as predict sees it.
+        flat_col = colors.reshape(total, c).astype(images.dtype)
+        batches = [
+            jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in (index, flat_pos, flat_col)
+        ]
+        batches = [a.reshape(steps, chunk, *a.shape[1:]) for a in batches]
+        if plan is not None:
+            cache = clean_cache(plan, images, params)
+
+            def step(batch):
+                idx, pos, col = batch
+                return window_probs(plan, cache, idx, pos, col.astype(jnp.float32), params)
+
+        else:
+
+            def step(batch):
+                idx, pos, col = batch
+                rows = jnp.arange(chunk)
+                x = images[idx].at[rows, pos[:, 0], pos[:, 1]].set(col)
+                x = x.astype(jnp.float32)
+                probs = predict(params, x) if with_params else predict(x)
+                return jnp.asarray(probs, jnp.float32)
+
+        probs = jax.lax.map(step, batches)
+        return probs.reshape(steps * chunk, -1)[:total].reshape(g, m, -1)
+
+    return jax.jit(run)
+
+
+def _default_chunk(image_shape) -> int:
+    """Candidates per call: CPUs run small CNNs fastest at about 256 (DESIGN.md);
+    accelerators want large batches, capped near 1 GiB of candidate images."""
+    if jax.default_backend() == "cpu":
+        return 256
+    return max(64, min(8192, (1 << 30) // (4 * math.prod(image_shape))))
+
+
+def _num_classes(predict, image_shape, params) -> int:
+    x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    out = jax.eval_shape(predict, params, x) if params is not None else jax.eval_shape(predict, x)
+    if not hasattr(out, "shape") or len(out.shape) != 2 or out.shape[0] != 1:
+        raise ValueError(f"predict must map [B, H, W, C] to [B, K], got {out}")
+    return int(out.shape[1])
+
+
+def _validate(predict, images, positions, colors, evaluation):
+    if evaluation not in EVALUATIONS:
+        raise ValueError(f"evaluation must be one of {EVALUATIONS}, got {evaluation!r}")
+    if not callable(predict):
+        raise ValueError(f"predict must be callable, got {type(predict).__name__}")
+    images, positions, colors = (jnp.asarray(a) for a in (images, positions, colors))
+    if images.ndim != 4 or 0 in images.shape[1:]:
+        raise ValueError(f"images must be [N, H, W, C] with H, W, C > 0, got {images.shape}")
+    if not (
+        jnp.issubdtype(images.dtype, jnp.integer) or jnp.issubdtype(images.dtype, jnp.floating)
+    ):
+        raise ValueError(f"images must be an integer or float array, got dtype {images.dtype}")
+    n, h, w, c = images.shape
+    if positions.ndim != 3 or positions.shape[0] != n or positions.shape[2] != 2:
+        raise ValueError(f"positions must be [N, M, 2] with N = {n}, got {positions.shape}")
+    if not jnp.issubdtype(positions.dtype, jnp.integer):
+        raise ValueError(f"positions must be integers (row, col), got dtype {positions.dtype}")
+    m = positions.shape[1]
+    if colors.shape != (n, m, c):
+        raise ValueError(f"colors must be [N, M, C] = {(n, m, c)}, got {colors.shape}")
+    if not (
+        jnp.issubdtype(colors.dtype, jnp.integer) or jnp.issubdtype(colors.dtype, jnp.floating)
+    ):
+        raise ValueError(f"colors must be numbers, got dtype {colors.dtype}")
+    if not isinstance(positions, jax.core.Tracer) and positions.size:
+        rows, cols = np.asarray(positions[..., 0]), np.asarray(positions[..., 1])
+        bad = (rows < 0) | (rows >= h) | (cols < 0) | (cols >= w)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"positions must lie inside the {h}x{w} image; positions[{where[0]}, "
+                f"{where[1]}] = {tuple(int(v) for v in np.asarray(positions)[where])}"
+            )
+    return images, positions, colors
