@@ -4,6 +4,7 @@ from rpx import regions
 from rpx.attack import AttackResult, attack
 from rpx.config import AttackConfig
 from rpx.engine import run
+from rpx.incremental import one_pixel_probs
 from rpx.pixel_map import PixelMap, pixel_map
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "AttackResult",
     "PixelMap",
     "attack",
+    "one_pixel_probs",
     "pixel_map",
     "regions",
     "run",
