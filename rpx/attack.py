@@ -58,6 +58,7 @@ def attack(
     *,
     config: AttackConfig | None = None,
     key: jax.Array,
+    params=None,
 ) -> AttackResult:
     """Search k-pixel perturbations inside each image's region with DE.
 
@@ -70,6 +71,9 @@ def attack(
       target: int [N] or None; given, the attack is targeted (maximise p[target]).
       config: an `AttackConfig` (default: the paper's settings).
       key: a PRNG key. Image i's randomness derives from (key, i) alone.
+      params: None, or the model's weights (any pytree): predict is then called as
+        predict(params, x) and params are traced, so new weights of the same shapes
+        reuse the compiled program (e.g. every epoch of a training run).
 
     Returns:
       An `AttackResult` with one row per image. Also works under the caller's `jit`
@@ -80,27 +84,33 @@ def attack(
     config = resolve(config)
     checks.check_key(key)
     images, labels, region, target = checks.check_inputs(
-        predict, images, labels, region, target, config
+        predict, images, labels, region, target, config, params=params
     )
     n, h, w, _ = images.shape
     index = jnp.arange(n, dtype=jnp.int32)
-    return fused_attack(
-        predict, config, images, labels, regions.broadcast(region, n, h, w), target, key, index
-    )
+    region = regions.broadcast(region, n, h, w)
+    return fused_attack(predict, config, params, images, labels, region, target, key, index)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def fused_attack(predict, config, images, labels, region, target, key, index) -> AttackResult:
+def fused_attack(predict, config, params, images, labels, region, target, key, index):
     """The whole search for images [N, H, W, C] with region bool [N, H, W], compiled once.
 
     `index` int32 [N] names each image for its randomness (key folded with the index),
-    so an image's result does not depend on which other images share the call.
+    so an image's result does not depend on which other images share the call. `params`
+    (traced) is None or the weights predict takes first. Returns an `AttackResult`.
     """
-    num_classes = checks.num_classes_of(predict, images.shape)
+    num_classes = checks.num_classes_of(predict, images.shape, params)
     ctx = slots.make_context(
-        predict, config, images.shape, images.dtype, num_classes, target is not None
+        predict,
+        config,
+        images.shape,
+        images.dtype,
+        num_classes,
+        targeted=target is not None,
+        with_params=params is not None,
     )
     inputs = slots.load(ctx, images, region, labels, target, index)
     state = slots.start(ctx, inputs)
-    state = slots.advance(ctx, key, inputs, state, config.generations + 1)
-    return AttackResult(**slots.finish(ctx, inputs, state, images.dtype))
+    state = slots.advance(ctx, params, key, inputs, state, config.generations + 1)
+    return AttackResult(**slots.finish(ctx, params, inputs, state, images.dtype))

@@ -17,12 +17,21 @@ PROBABILITY_TOLERANCE = 0.02
 
 
 def check_inputs(
-    predict, images, labels, region, target, config, to_device=True, target_columns=False
+    predict,
+    images,
+    labels,
+    region,
+    target,
+    config,
+    to_device=True,
+    target_columns=False,
+    params=None,
 ):
     """Validated (images, labels int32, region bool or None, target int32 or None).
 
     to_device=False keeps host (numpy) images on the host; target_columns=True also
-    accepts target int [N, T] (T targets per image).
+    accepts target int [N, T] (T targets per image); params not None: predict is called
+    as predict(params, x).
     """
     if not callable(predict):
         raise ValueError(f"predict must be callable, got {type(predict).__name__}")
@@ -36,7 +45,7 @@ def check_inputs(
     if n == 0 or h == 0 or w == 0 or c == 0:
         raise ValueError(f"images must not have an empty dimension, got shape {images.shape}")
     check_value_range(config.value_range, kind)
-    num_classes = num_classes_of(predict, images.shape)
+    num_classes = num_classes_of(predict, images.shape, params)
 
     labels = _class_vector("labels", labels, n, num_classes)
     if target is not None:
@@ -69,7 +78,8 @@ def check_inputs(
                 f"images must lie in value_range {config.value_range}, got values in "
                 f"[{values.min()}, {values.max()}]"
             )
-        check_probabilities(predict, values[:2])
+        if _concrete(*jax.tree.leaves(params)):
+            check_probabilities(predict, values[:2], params)
     return images, labels, region, target
 
 
@@ -95,10 +105,12 @@ def check_value_range(value_range, dtype) -> None:
             )
 
 
-def check_probabilities(predict, images) -> None:
+def check_probabilities(predict, images, params=None) -> None:
     """Run `predict` once on a few (concrete) clean images and refuse output that is not
     finite or not a probability vector per row (the fitness is a probability)."""
-    out = np.asarray(jax.jit(predict)(jnp.asarray(images, jnp.float32)), np.float64)
+    x = jnp.asarray(images, jnp.float32)
+    out = jax.jit(predict)(x) if params is None else jax.jit(predict)(params, x)
+    out = np.asarray(out, np.float64)
     if not np.all(np.isfinite(out)):
         raise ValueError(
             "predict must return finite probabilities; it returned non-finite values "
@@ -129,11 +141,13 @@ def check_key(key) -> None:
         )
 
 
-def num_classes_of(predict, images_shape) -> int:
-    """K of predict's probabilities [B, K] for images [B, H, W, C] (ValueError if not)."""
+def num_classes_of(predict, images_shape, params=None) -> int:
+    """K of predict's probabilities [B, K] for images [B, H, W, C] (ValueError if not);
+    predict(params, x) when params is not None."""
     h, w, c = images_shape[1:]
+    x = jax.ShapeDtypeStruct((2, h, w, c), jnp.float32)
     try:
-        out = jax.eval_shape(predict, jax.ShapeDtypeStruct((2, h, w, c), jnp.float32))
+        out = jax.eval_shape(predict, x) if params is None else jax.eval_shape(predict, params, x)
     except Exception as error:  # the user's function failed on the images' shape
         raise ValueError(f"predict failed on float32 [B, {h}, {w}, {c}] input: {error}") from error
     shape = getattr(out, "shape", None)

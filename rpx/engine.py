@@ -43,12 +43,14 @@ def run(
     callback: Callable[[np.ndarray, AttackResult], None] | None = None,
     progress: bool = True,
     rows=None,
+    params=None,
 ) -> AttackResult:
     """`rpx.attack` for any number of images, streamed through `batch_size` slots.
 
     Args:
-      predict, images, labels, region, config, key: as in `rpx.attack`; images may be
-        a host (numpy) array of any length.
+      predict, images, labels, region, config, key, params: as in `rpx.attack`; images
+        may be a host (numpy) array of any length; params (weights predict takes first,
+        or None) are traced, so new weights of the same shapes reuse the compiled pieces.
       target: None, int [N], or int [N, T] (T targets per image; row n * T + t).
       batch_size: slots searched at once (rounded up to a multiple of the local device
         count); default 16 per device on CPU, 256 on accelerators.
@@ -73,7 +75,15 @@ def run(
         if value is not None and (not isinstance(value, int | np.integer) or value < 1):
             raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
     images, labels, region, target = checks.check_inputs(
-        predict, images, labels, region, target, config, to_device=False, target_columns=True
+        predict,
+        images,
+        labels,
+        region,
+        target,
+        config,
+        to_device=False,
+        target_columns=True,
+        params=params,
     )
     images, labels = np.asarray(images), np.asarray(labels, np.int32)
     n, h, w, c = images.shape
@@ -87,9 +97,15 @@ def run(
     size = batch_size or (16 if backend_cpu else 256) * len(devices)
     size = -(-min(size, max(len(mine), 1)) // len(devices)) * len(devices)
     every = refill_every or (1 if backend_cpu else 8)
-    num_classes = checks.num_classes_of(predict, images.shape)
+    num_classes = checks.num_classes_of(predict, images.shape, params)
     ctx = slots.make_context(
-        predict, config, (size, h, w, c), images.dtype, num_classes, target is not None
+        predict,
+        config,
+        (size, h, w, c),
+        images.dtype,
+        num_classes,
+        targeted=target is not None,
+        with_params=params is not None,
     )
     fns = _compiled(ctx, Mesh(np.array(devices), (AXIS,)), images.dtype)
 
@@ -130,11 +146,12 @@ def run(
             break
         busy = np.asarray(fns.active(state))
         if busy.any():
-            state = fns.advance(key, inputs, state, every)
+            state = fns.advance(params, key, inputs, state, every)
             busy = np.asarray(fns.active(state))
         done = np.flatnonzero((slot_row >= 0) & ~busy)
         if len(done):
-            finished = {k: np.asarray(v)[done] for k, v in fns.finish(inputs, state).items()}
+            finished = fns.finish(params, inputs, state)
+            finished = {k: np.asarray(v)[done] for k, v in finished.items()}
             rows = slot_row[done]
             out.put(rows, finished)
             slot_row[done] = -1
@@ -175,11 +192,11 @@ def _compiled(ctx, mesh, dtype):
         inputs = slots.load(ctx, images, region, labels, goal if ctx.targeted else None, index)
         return inputs, slots.start(ctx, inputs)
 
-    def advance(key, inputs, state, steps):
-        return slots.advance(ctx, key, inputs, state, steps, stop_on_finish=True)
+    def advance(params, key, inputs, state, steps):
+        return slots.advance(ctx, params, key, inputs, state, steps, stop_on_finish=True)
 
     def merge(inputs, state, new_inputs, new_state, mask):
-        pick = lambda a, b: slots._where_rows(mask, b, a)  # noqa: E731
+        pick = lambda a, b: slots.where_rows(mask, b, a)  # noqa: E731
         return jax.tree.map(pick, inputs, new_inputs), jax.tree.map(pick, state, new_state)
 
     fns = types.SimpleNamespace()
@@ -187,15 +204,19 @@ def _compiled(ctx, mesh, dtype):
     fns.advance = jax.jit(
         shard(
             advance,
-            in_specs=(PartitionSpec(), spec, spec, PartitionSpec()),
+            in_specs=(PartitionSpec(), PartitionSpec(), spec, spec, PartitionSpec()),
             out_specs=spec,
         ),
-        donate_argnums=2,
+        donate_argnums=3,
     )
     fns.merge = jax.jit(merge, donate_argnums=(0, 1))
     fns.active = jax.jit(slots.active)
     fns.finish = jax.jit(
-        shard(lambda i, s: slots.finish(ctx, i, s, dtype), in_specs=spec, out_specs=spec)
+        shard(
+            lambda p, i, s: slots.finish(ctx, p, i, s, dtype),
+            in_specs=(PartitionSpec(), spec, spec),
+            out_specs=spec,
+        )
     )
     return fns
 

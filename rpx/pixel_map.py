@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from rpx import checks, encoding, regions, slots
+from rpx import checks, chunks, encoding, fitness, regions
 from rpx.config import AttackConfig
 
 
@@ -41,11 +41,15 @@ class PixelMap:
       argmax != label; targeted: argmax == target). Always False outside the region.
     best_color: float32 [N, H, W, C], the chosen colour at each pixel (a successful one
       wherever `fooled`); NaN outside the region.
+    classes: int32 [N, H, W, M], the predicted class with colour m at each pixel, so
+      one scan answers the untargeted and every targeted one-pixel question at once;
+      -1 outside the region (and where the output was not finite).
     """
 
     fitness: jax.Array
     fooled: jax.Array
     best_color: jax.Array
+    classes: jax.Array
 
 
 def corner_colors(channels: int, value_range=(0.0, 255.0)) -> np.ndarray:
@@ -64,6 +68,7 @@ def pixel_map(
     batch_size: int | None = None,
     *,
     value_range: tuple[float, float] = (0.0, 255.0),
+    params=None,
 ) -> PixelMap:
     """Try every colour at every allowed pixel of every image, one pixel at a time.
 
@@ -76,17 +81,19 @@ def pixel_map(
       colors: [M, C] colours to try, values in value_range (whole numbers for integer
         images); None: the 2**C corners of the colour cube (8 for RGB).
       batch_size: candidate images per classifier call; None: `rpx.attack`'s backend
-        default (`rpx.slots.chunk_size`: 256 on CPU).
+        default (`rpx.chunks.chunk_size`: 256 on CPU).
       value_range: (lo, hi) of pixel values.
+      params: None, or weights: predict is called as predict(params, x), params traced.
 
     Returns:
       A `PixelMap`. The scan costs sum(region) * M model evaluations, in
-      ceil(total / batch_size) calls (the last ones smaller), plus an
-      [N, H*W, M] float32 buffer for the per-colour fitness.
+      ceil(total / batch_size) calls (the last ones smaller), plus [N, H*W, M] buffers
+      for the per-colour score (float32), success (bool) and class (int32): 9 bytes per
+      (pixel, colour).
     """
     config = AttackConfig(value_range=value_range)
     images, labels, region, target = checks.check_inputs(
-        predict, images, labels, region, target, config
+        predict, images, labels, region, target, config, params=params
     )
     n, h, w, c = images.shape
     colors = _check_colors(colors, c, config.value_range, jnp.issubdtype(images.dtype, jnp.integer))
@@ -97,32 +104,30 @@ def pixel_map(
             f"images: {n} images x {h * w} pixels x {len(colors)} colors exceed 2**31 "
             "candidates; scan them in smaller calls"
         )
-    chunk_config = AttackConfig(chunk_size=batch_size)
-    chunk = slots.chunk_size(chunk_config, images.shape, n * h * w * len(colors))
+    chunk = chunks.chunk_size(batch_size, images.shape, n * h * w * len(colors))
     region = regions.broadcast(region, n, h, w)
-    return fused_pixel_map(predict, chunk, images, labels, region, target, colors)
+    return fused_pixel_map(predict, chunk, params, images, labels, region, target, colors)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def fused_pixel_map(predict, chunk, images, labels, region, target, colors) -> PixelMap:
-    """The whole scan for images [N, H, W, C], region bool [N, H, W], colors [M, C]."""
+def fused_pixel_map(predict, chunk, params, images, labels, region, target, colors) -> PixelMap:
+    """The whole scan for images [N, H, W, C], region bool [N, H, W], colors [M, C];
+    predict(params, x) when params is not None."""
     n, h, w, c = images.shape
     m = colors.shape[0]
+    targeted = target is not None
     pixels = images.astype(jnp.float32)
     # Colours as the images' dtype stores them, so the map describes storable images.
     colors = colors.astype(images.dtype).astype(jnp.float32)
-    goal = labels if target is None else target
+    goal = target if targeted else labels
     table, count = regions.index_table(region)
     # Triples are numbered image by image: image i owns [ends[i] - count[i]*M, ends[i]).
     ends = jnp.cumsum(count * m)
-    total = ends[-1]
-    tail = max(1, chunk // 8)
 
     def run(size):
         def run_chunk(at, out):
-            fit, hit = out
+            score, hit, classes = out
             t = at + jnp.arange(size)
-            valid = t < total
             image = jnp.minimum(jnp.searchsorted(ends, t, side="right"), n - 1)
             offset = t - (ends[image] - count[image] * m)
             slot, color = offset // m, offset % m
@@ -130,39 +135,35 @@ def fused_pixel_map(predict, chunk, images, labels, region, target, colors) -> P
             candidates = jax.vmap(encoding.apply)(
                 pixels[image], flat[:, None], colors[color][:, None], jnp.ones((size, 1), bool)
             )
-            probs = predict(candidates).astype(jnp.float32)
-            p_goal = jnp.take_along_axis(probs, goal[image][:, None], axis=-1)[:, 0]
-            predicted = jnp.argmax(probs, axis=-1)
-            success = predicted != labels[image] if target is None else predicted == goal[image]
-            # Non-finite output is never a hit nor a fitness (argmax of NaN is 0).
-            finite = jnp.isfinite(probs).all(-1)
-            p_goal, success = jnp.where(finite, p_goal, jnp.nan), success & finite
+            x = predict(candidates) if params is None else predict(params, candidates)
+            probs = x.astype(jnp.float32)
+            s, hit_t = fitness.score_and_hit(probs, labels[image], goal[image], targeted)
+            predicted = jnp.where(jnp.isfinite(s), jnp.argmax(probs, axis=-1), -1)
             # Padding rows past the last triple get an out-of-bounds image and are dropped.
-            row = jnp.where(valid, image, n)
-            fit = fit.at[row, flat, color].set(p_goal, mode="drop")
-            hit = hit.at[row, flat, color].set(success, mode="drop")
-            return fit, hit
+            row = jnp.where(t < ends[-1], image, n)
+            score = score.at[row, flat, color].set(s, mode="drop")
+            hit = hit.at[row, flat, color].set(hit_t, mode="drop")
+            classes = classes.at[row, flat, color].set(predicted, mode="drop")
+            return score, hit, classes
 
         return run_chunk
 
-    out = (jnp.full((n, h * w, m), jnp.nan, jnp.float32), jnp.zeros((n, h * w, m), bool))
-    # Full chunks, then small ones for the remainder, so padding wastes fewer than `tail`.
-    full = total // chunk
-    out = jax.lax.fori_loop(0, full, lambda i, o: run(chunk)(i * chunk, o), out)
-    rest = -(-(total - full * chunk) // tail)
-    fit, hit = jax.lax.fori_loop(0, rest, lambda i, o: run(tail)(full * chunk + i * tail, o), out)
+    out = (
+        jnp.full((n, h * w, m), jnp.inf, jnp.float32),
+        jnp.zeros((n, h * w, m), bool),
+        jnp.full((n, h * w, m), -1, jnp.int32),
+    )
+    score, hit, classes = chunks.run(ends[-1], chunk, run, out)
 
-    # rpx.attack's preference: success first, then the better fitness (scores in [-1, 1]).
-    score = fit if target is None else -fit
-    score = jnp.where(jnp.isnan(fit), jnp.inf, jnp.where(hit, score - 4.0, score))
-    best = jnp.argmin(score, axis=-1)
+    best = jnp.argmin(fitness.rank(score, hit), axis=-1)
     allowed = region.reshape(n, h * w)
-    fitness = jnp.take_along_axis(fit, best[..., None], axis=-1)[..., 0]
+    best_score = jnp.take_along_axis(score, best[..., None], axis=-1)[..., 0]
     best_color = jnp.where(allowed[..., None], colors[best], jnp.nan)
     return PixelMap(
-        fitness=jnp.where(allowed, fitness, jnp.nan).reshape(n, h, w),
+        fitness=jnp.where(allowed, fitness.value(best_score, targeted), jnp.nan).reshape(n, h, w),
         fooled=(hit.any(-1) & allowed).reshape(n, h, w),
         best_color=best_color.reshape(n, h, w, c),
+        classes=classes.reshape(n, h, w, m),
     )
 
 

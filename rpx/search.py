@@ -49,9 +49,21 @@ class SkipSamplingDE(DifferentialEvolution):
     time in the fused attack (benchmarks/README.md). Here each index is one
     `randint` over the members still allowed, shifted past the excluded ones in
     ascending order: the same distribution (uniform over distinct members, none equal
-    to the member itself or to the base vector). Mutation, crossover, dithering,
-    `init` and `tell` are evosax's.
+    to the member itself or to the base vector).
+
+    Because the donor draw sits inside evosax's `_ask`, `_ask` is written out again
+    here, following evosax 0.3's DE/x/1/bin step by step with new code: the same
+    dithering (F ~ U[lo, hi) once per generation from the same folded key, else the
+    fixed F), base vector (best with `elitism`, else random), mutation
+    x_a + F (x_b - x_c) and binomial crossover with one forced gene. The random
+    numbers differ from evosax's, not their distribution. `init`, `tell` and fitness
+    shaping are evosax's own. Only one difference vector is supported (`num_diff`=1).
     """
+
+    def __init__(self, population_size: int, solution, num_diff: int = 1, **kwargs):
+        if num_diff != 1:
+            raise ValueError(f"num_diff must be 1 (DE/x/1 only), got {num_diff!r}")
+        super().__init__(population_size, solution, num_diff=num_diff, **kwargs)
 
     def _ask(self, key, state, params):
         size, dims = self.population_size, self.num_dims

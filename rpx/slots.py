@@ -13,30 +13,35 @@ compacted to the front and only chunks holding their candidates run the classifi
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rpx import encoding, search
+from rpx import chunks, encoding, fitness, search
+from rpx.config import AttackConfig
 
 
 @dataclasses.dataclass(frozen=True)
 class Context:
-    """Static facts of a search (hashable: the jit cache key)."""
+    """Static facts of a search (hashable: the jit cache key).
+
+    with_params: predict is called as predict(params, x), params traced (so new weights
+    of the same shapes reuse the compiled program); else as predict(x).
+    """
 
     predict: Callable
-    config: object  # rpx.AttackConfig
+    config: AttackConfig
     layout: encoding.Layout
     num_classes: int
     targeted: bool
     chunk: int
+    with_params: bool = False
 
-    @property
-    def tail(self) -> int:
-        return max(1, self.chunk // 8)
+    def classify(self, params, x):
+        """predict's probabilities for images x [B, H, W, C] float32."""
+        return self.predict(params, x) if self.with_params else self.predict(x)
 
     def strategy(self):
         c = self.config
@@ -73,7 +78,9 @@ class State:
     curve: jax.Array
 
 
-def make_context(predict, config, images_shape, dtype, num_classes, targeted) -> Context:
+def make_context(
+    predict, config, images_shape, dtype, num_classes, targeted, with_params=False
+) -> Context:
     """The Context for images of shape [S, H, W, C] and `dtype`."""
     s, h, w, c = images_shape
     layout = encoding.Layout(
@@ -87,23 +94,8 @@ def make_context(predict, config, images_shape, dtype, num_classes, targeted) ->
         integer_colors=bool(jnp.issubdtype(dtype, jnp.integer)),
         color_dtype=jnp.dtype(dtype).name,
     )
-    chunk = chunk_size(config, images_shape, s * config.population)
-    return Context(predict, config, layout, num_classes, targeted, chunk)
-
-
-def chunk_size(config, image_shape, total: int) -> int:
-    """Candidates per classifier call: the config's, else a backend default.
-
-    On CPU a small CNN runs fastest at batches of 128-256 (DESIGN.md's measurements);
-    accelerators want large batches, capped so the candidate images stay near 1 GiB.
-    """
-    if config.chunk_size is not None:
-        size = config.chunk_size
-    elif jax.default_backend() == "cpu":
-        size = 256
-    else:
-        size = max(64, min(8192, (1 << 30) // (4 * math.prod(image_shape[1:]))))
-    return max(1, min(size, total))
+    chunk = chunks.chunk_size(config.chunk_size, images_shape, s * config.population)
+    return Context(predict, config, layout, num_classes, targeted, chunk, with_params)
 
 
 def load(ctx: Context, images, region, labels, target, index) -> Inputs:
@@ -117,10 +109,13 @@ def start(ctx: Context, inputs: Inputs) -> State:
     """A fresh state: every slot with a non-empty region waits for its first population."""
     s = inputs.label.shape[0]
     pop, d = ctx.config.population, ctx.layout.num_genes
-    de, params = ctx.strategy()
+    de, de_params = ctx.strategy()
     has_region = inputs.lookup.region.any(-1)
     dummy = jax.vmap(de.init, (0, 0, 0, None))(
-        jax.random.split(jax.random.key(0), s), jnp.zeros((s, pop, d)), jnp.zeros((s, pop)), params
+        jax.random.split(jax.random.key(0), s),
+        jnp.zeros((s, pop, d)),
+        jnp.zeros((s, pop)),
+        de_params,
     )
     return State(
         de=dummy,
@@ -139,7 +134,9 @@ def active(state: State) -> jax.Array:
     return state.fresh | state.live
 
 
-def advance(ctx: Context, key, inputs: Inputs, state: State, max_steps, stop_on_finish=False):
+def advance(
+    ctx: Context, params, key, inputs: Inputs, state: State, max_steps, stop_on_finish=False
+):
     """Run `step` until no slot is active or `max_steps` populations were evaluated, or,
     with `stop_on_finish`, as soon as a slot that was active stops (so the streaming
     engine can report it and refill the slot at once)."""
@@ -153,15 +150,15 @@ def advance(ctx: Context, key, inputs: Inputs, state: State, max_steps, stop_on_
 
     def body(carry):
         i, state = carry
-        return i + 1, step(ctx, key, inputs, state)
+        return i + 1, step(ctx, params, key, inputs, state)
 
     return jax.lax.while_loop(cond, body, (0, state))[1]
 
 
-def step(ctx: Context, key, inputs: Inputs, state: State) -> State:
+def step(ctx: Context, params, key, inputs: Inputs, state: State) -> State:
     """One population for every active slot (initial for fresh slots, DE trial else)."""
     cfg, pop = ctx.config, ctx.config.population
-    de, params = ctx.strategy()
+    de, de_params = ctx.strategy()
     on = active(state)
     keys = jax.vmap(
         lambda i, g: jax.random.split(jax.random.fold_in(jax.random.fold_in(key, i), g), 3)
@@ -174,25 +171,18 @@ def step(ctx: Context, key, inputs: Inputs, state: State) -> State:
         ),
         lambda: jnp.zeros((on.shape[0], pop, ctx.layout.num_genes)),
     )
-    trial, _ = jax.vmap(de.ask, (0, 0, None))(keys[:, 0], state.de, params)
+    trial, _ = jax.vmap(de.ask, (0, 0, None))(keys[:, 0], state.de, de_params)
     trial = jax.vmap(search.keep_in_bounds)(keys[:, 1], trial)
     genes = jnp.where(state.fresh[:, None, None], initial, trial)
 
-    probs = evaluate(ctx, inputs, genes, on)
-    p_goal = jnp.take_along_axis(probs, inputs.goal[:, None, None], axis=-1)[..., 0]
-    predicted = jnp.argmax(probs, axis=-1)
-    if ctx.targeted:
-        score, hit = -p_goal, predicted == inputs.goal[:, None]
-    else:
-        score, hit = p_goal, predicted != inputs.label[:, None]
-    # A candidate with a non-finite probability is never a hit nor a best (argmax of a
-    # NaN row is 0, which would pass for a success).
-    usable = on[:, None] & jnp.isfinite(probs).all(-1)
-    score = jnp.where(usable, score, jnp.inf)
-    hit = hit & usable
+    probs = evaluate(ctx, params, inputs, genes, on)
+    score, hit = fitness.score_and_hit(
+        probs, inputs.label[:, None], inputs.goal[:, None], ctx.targeted
+    )
+    score = jnp.where(on[:, None], score, jnp.inf)
+    hit = hit & on[:, None]
 
-    # A successful candidate always beats an unsuccessful one (scores lie in [-1, 1]).
-    m = jnp.argmin(jnp.where(hit, score - 4.0, score), axis=1)
+    m = jnp.argmin(fitness.rank(score, hit), axis=1)
     hit_m = jnp.take_along_axis(hit, m[:, None], axis=1)[:, 0]
     score_m = jnp.take_along_axis(score, m[:, None], axis=1)[:, 0]
     better = on & (hit_m | (score_m < state.best_score))
@@ -200,17 +190,17 @@ def step(ctx: Context, key, inputs: Inputs, state: State) -> State:
     best_score = jnp.where(better, score_m, state.best_score)
     best_probs = jnp.where(better[:, None], _row(probs, m), state.best_probs)
 
-    started = jax.vmap(de.init, (0, 0, 0, None))(keys[:, 1], genes, score, params)
-    told, _ = jax.vmap(de.tell, (0, 0, 0, 0, None))(keys[:, 2], genes, score, state.de, params)
+    started = jax.vmap(de.init, (0, 0, 0, None))(keys[:, 1], genes, score, de_params)
+    told, _ = jax.vmap(de.tell, (0, 0, 0, 0, None))(keys[:, 2], genes, score, state.de, de_params)
     de_state = jax.tree.map(
-        lambda a, b, c: _where_rows(state.fresh, a, _where_rows(state.live, b, c)),
+        lambda a, b, c: where_rows(state.fresh, a, where_rows(state.live, b, c)),
         started,
         told,
         state.de,
     )
     evaluated = state.evaluated + on
     success = state.success | hit_m
-    value = jnp.where(jnp.isinf(best_score), jnp.nan, -best_score if ctx.targeted else best_score)
+    value = fitness.value(best_score, ctx.targeted)
     rows = jnp.arange(on.shape[0])
     column = jnp.where(on, evaluated - 1, cfg.generations + 1)  # out of range: dropped
     curve = state.curve.at[rows, column].set(value, mode="drop")
@@ -227,14 +217,12 @@ def step(ctx: Context, key, inputs: Inputs, state: State) -> State:
     )
 
 
-def evaluate(ctx: Context, inputs: Inputs, genes, on):
+def evaluate(ctx: Context, params, inputs: Inputs, genes, on):
     """probs [S, P, K] of genes [S, P, D] for slots where `on`; other rows are zeros."""
     s, pop = on.shape[0], ctx.config.population
-    chunk, tail = ctx.chunk, ctx.tail
-    # Active slots first; run only chunks holding their candidates: full chunks, then
-    # small ones for the remainder, so padding wastes fewer than `tail` evaluations.
+    # Active slots first; run only the chunks holding their candidates.
     order = jnp.argsort(~on, stable=True)
-    rows = -(-(s * pop) // chunk) * chunk + tail  # a spare tail: the last one may overrun
+    rows = chunks.padded_rows(s * pop, ctx.chunk)
     slot = jnp.arange(rows)
     image_of = order[jnp.minimum(slot // pop, s - 1)]
     source = image_of * pop + slot % pop
@@ -246,17 +234,13 @@ def evaluate(ctx: Context, inputs: Inputs, genes, on):
             genes_i = flat_genes[jax.lax.dynamic_slice(source, (at,), (size,))]
             flat, colors, changed = jax.vmap(lambda g, n: decode(ctx, inputs, g, n))(genes_i, who)
             candidates = jax.vmap(encoding.apply)(inputs.pixels[who], flat, colors, changed)
-            probs = ctx.predict(candidates).astype(out.dtype)
+            probs = ctx.classify(params, candidates).astype(out.dtype)
             return jax.lax.dynamic_update_slice(out, probs, (at, 0))
 
         return run_chunk
 
-    total = on.sum() * pop
-    full = total // chunk
     out = jnp.zeros((rows, ctx.num_classes), jnp.float32)
-    out = jax.lax.fori_loop(0, full, lambda i, o: run(chunk)(i * chunk, o), out)
-    rest = -(-(total - full * chunk) // tail)
-    out = jax.lax.fori_loop(0, rest, lambda i, o: run(tail)(full * chunk + i * tail, o), out)
+    out = chunks.run(on.sum() * pop, ctx.chunk, run, out)
     return out[: s * pop].reshape(s, pop, ctx.num_classes)[jnp.argsort(order)]
 
 
@@ -265,7 +249,7 @@ def decode(ctx: Context, inputs: Inputs, genes, n):
     return encoding.decode(ctx.layout, genes, lookup.table[n], lookup.count[n], lookup.region[n])
 
 
-def finish(ctx: Context, inputs: Inputs, state: State, dtype):
+def finish(ctx: Context, params, inputs: Inputs, state: State, dtype):
     """The result fields for every slot (see `rpx.AttackResult`)."""
     s, k = state.success.shape[0], ctx.layout.pixels
     has_region = inputs.lookup.region.any(-1)
@@ -290,7 +274,9 @@ def finish(ctx: Context, inputs: Inputs, state: State, dtype):
     # their probabilities are the clean image's, computed only when some slot needs them.
     clean = jax.lax.cond(
         (~found).any(),
-        lambda: clean_probs(ctx, adversarial.astype(jnp.float32)),
+        lambda: chunks.classify(
+            lambda x: ctx.classify(params, x), adversarial.astype(jnp.float32), ctx.chunk
+        ),
         lambda: jnp.zeros((s, ctx.num_classes), jnp.float32),
     )
     return dict(
@@ -305,20 +291,10 @@ def finish(ctx: Context, inputs: Inputs, state: State, dtype):
     )
 
 
-def clean_probs(ctx: Context, pixels: jax.Array) -> jax.Array:
-    """predict(pixels) [S, K] in chunks of at most `ctx.chunk` images."""
-    s = pixels.shape[0]
-    chunk = min(ctx.chunk, s)
-    padded = -(-s // chunk) * chunk
-    batches = jnp.pad(pixels, ((0, padded - s), (0, 0), (0, 0), (0, 0)))
-    batches = batches.reshape(padded // chunk, chunk, *pixels.shape[1:])
-    probs = jax.lax.map(lambda x: ctx.predict(x).astype(jnp.float32), batches)
-    return probs.reshape(padded, ctx.num_classes)[:s]
-
-
 def _row(a, m):
     return jnp.take_along_axis(a, m[:, None, None], axis=1)[:, 0]
 
 
-def _where_rows(rows, new, old):
+def where_rows(rows, new, old):
+    """new where rows [S] else old, for arrays [S, ...]."""
     return jnp.where(rows.reshape(rows.shape + (1,) * (new.ndim - 1)), new, old)

@@ -254,3 +254,39 @@ def test_more_pixels_than_the_region_holds_reports_each_changed_pixel_once():
             changed = (adversarial[i] != images[i]).any(-1)
             assert changed.sum() <= used.sum()
             np.testing.assert_array_equal(adversarial[i, rows, cols], colors[i, used])
+
+
+def test_weights_as_an_argument_reuse_the_compiled_program():
+    # predict(params, x): new weights of the same shapes must not recompile the search.
+    traces = []
+
+    def predict(params, x):
+        traces.append(x.shape)
+        z = params["gain"] * (planted.closeness(x, PATCH, planted.RED) - params["at"])
+        return jax.nn.softmax(jnp.stack([jnp.zeros_like(z), z], axis=-1), axis=-1)
+
+    images, labels = planted.grey_images(N), np.zeros(N, np.int32)
+    region = planted.patch_mask(8, 8, PATCH)
+    closure = lambda x: predict(dict(gain=20.0, at=0.75), x)  # noqa: E731
+    before = len(traces)
+    results = []
+    for at in (0.75, 0.5, 0.95):
+        params = dict(gain=jnp.float32(20.0), at=jnp.float32(at))
+        results.append(
+            rpx.attack(
+                predict, images, labels, region, params=params, config=FAST, key=jax.random.key(0)
+            )  # fmt: skip
+        )
+        if at == 0.75:
+            first = len(traces)
+    assert len(traces) == first, "new weights traced predict again"
+    assert first > before
+    # The weights are really used: same result as the closure form at the same weights.
+    reference = rpx.attack(closure, images, labels, region, config=FAST, key=jax.random.key(0))
+    for x, y in zip(jax.tree.leaves(results[0]), jax.tree.leaves(reference), strict=True):
+        np.testing.assert_array_equal(x, y)
+    # at=0.95 needs an almost exact red: the search still has to find it, 0.5 is easier.
+    assert results[1].success.all()
+    np.testing.assert_allclose(
+        results[2].probs, predict(params, jnp.asarray(results[2].adversarial, jnp.float32))
+    )

@@ -238,3 +238,36 @@ def test_two_processes_share_the_rows_and_both_return_all_of_them():
         assert got["hosts"] == 2
         np.testing.assert_array_equal(got["generations"], expected.generations)
         np.testing.assert_array_equal(got["positions"], expected.positions)
+
+
+def test_weights_as_an_argument_equal_attack_and_reuse_the_compiled_pieces():
+    traces = []
+
+    def predict(params, x):
+        traces.append(x.shape)
+        z = params["gain"] * (planted.closeness(x, PATCH, planted.RED) - params["at"])
+        return jax.nn.softmax(jax.numpy.stack([jax.numpy.zeros_like(z), z], axis=-1), axis=-1)
+
+    images, labels = planted.grey_images(5), np.zeros(5, np.int32)
+    runs = []
+    for at in (0.75, 0.6):
+        params = dict(gain=np.float32(20.0), at=np.float32(at))
+        runs.append(
+            rpx.run(
+                predict,
+                images,
+                labels,
+                params=params,
+                config=CONFIG,
+                key=jax.random.key(2),
+                batch_size=2,
+                progress=False,
+            )  # fmt: skip
+        )
+        if at == 0.75:
+            first = len(traces)
+    assert len(traces) == first, "new weights traced predict again"
+    expected = rpx.attack(
+        predict, images, labels, params=params, config=CONFIG, key=jax.random.key(2)
+    )
+    assert_same(runs[1], expected)

@@ -31,10 +31,11 @@ def corner_key_predict(images):
 
 
 def brute_force(predict, images, labels, colors, target=None):
-    """fitness, success [N, H, W, M] of every (pixel, colour), one image at a time."""
+    """fitness, success, class [N, H, W, M] of every (pixel, colour), image by image."""
     n, h, w, c = images.shape
     fit = np.zeros((n, h, w, len(colors)))
     hit = np.zeros((n, h, w, len(colors)), bool)
+    classes = np.zeros((n, h, w, len(colors)), np.int64)
     for i in range(n):
         batch = np.repeat(images[i][None].astype(np.float32), h * w * len(colors), axis=0)
         batch = batch.reshape(h, w, len(colors), h, w, c)
@@ -46,8 +47,9 @@ def brute_force(predict, images, labels, colors, target=None):
         goal = labels[i] if target is None else target[i]
         fit[i] = probs[..., goal]
         top = probs.argmax(-1)
+        classes[i] = top
         hit[i] = top != labels[i] if target is None else top == target[i]
-    return fit, hit
+    return fit, hit, classes
 
 
 def test_planted_patch_is_found_exactly_with_red_corner():
@@ -80,8 +82,12 @@ def test_map_equals_brute_force_and_predict_on_the_modified_image():
     np.testing.assert_array_equal(
         best[expected], CORNERS[np.broadcast_to(KEY, (3, 8, 8))[expected]]
     )
-    fit, hit = brute_force(corner_key_predict, images, labels, CORNERS)
+    fit, hit, classes = brute_force(corner_key_predict, images, labels, CORNERS)
     np.testing.assert_array_equal(fooled, hit.any(-1) & region)
+    # Every (pixel, colour)'s class, -1 outside the region.
+    expected_classes = np.where(region[..., None], classes, -1)
+    np.testing.assert_array_equal(result.classes, expected_classes)
+    assert result.classes.dtype == jnp.int32 and result.classes.shape == (3, 8, 8, 8)
     np.testing.assert_allclose(fitness[region], fit.min(-1)[region], rtol=1e-6)
     assert np.isnan(fitness[~region]).all() and np.isnan(best[~region]).all()
     # The reported colour at each allowed pixel reproduces the reported fitness.
@@ -122,9 +128,13 @@ def test_targeted_maps_each_target_to_its_colour():
     wanted = np.where(target[:, None] == 2, np.asarray(planted.BLUE), np.asarray(planted.RED))
     for i in range(4):
         np.testing.assert_array_equal(np.asarray(result.best_color)[i][patch], wanted[[i] * 9])
-    fit, hit = brute_force(predict, images, labels, CORNERS, target)
+    fit, hit, classes = brute_force(predict, images, labels, CORNERS, target)
     np.testing.assert_allclose(result.fitness, fit.max(-1), rtol=1e-6)  # targeted: maximise
     np.testing.assert_array_equal(result.fooled, hit.any(-1))
+    np.testing.assert_array_equal(result.classes, classes)
+    # One scan answers every target: class 2 is reachable exactly where blue is tried.
+    reachable = (np.asarray(result.classes) == 2).any(-1)
+    np.testing.assert_array_equal(reachable, np.broadcast_to(patch, (4, 8, 8)))
 
 
 def test_a_colour_that_succeeds_beats_a_better_fitness_that_does_not():
@@ -265,3 +275,22 @@ def test_pixels_whose_output_is_nan_are_not_fooling():
     # Patch pixels still have finite colours (all but red): their fitness is finite.
     assert np.isfinite(fitness).all()
     np.testing.assert_allclose(fitness[:, r0:r1, c0:c1], 0.8, rtol=1e-6)
+
+
+def test_weights_as_an_argument_give_the_closure_map_without_recompiling():
+    traces = []
+
+    def predict(params, x):
+        traces.append(x.shape)
+        return corner_key_predict(x * params)
+
+    images, labels = planted.grey_images(2), np.zeros(2, np.int32)
+    one = rpx.pixel_map(predict, images, labels, params=jnp.float32(1.0))
+    first = len(traces)
+    other = rpx.pixel_map(predict, images, labels, params=jnp.float32(0.5))
+    assert len(traces) == first, "new weights traced predict again"
+    closure = rpx.pixel_map(corner_key_predict, images, labels)
+    for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(closure), strict=True):
+        np.testing.assert_array_equal(x, y)
+    # Halved inputs reach only the black corner: the weights are really used.
+    assert np.asarray(other.fooled).sum() < np.asarray(one.fooled).sum()

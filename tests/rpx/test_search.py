@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from rpx import search
 
@@ -68,3 +69,10 @@ def test_de_ask_mutates_from_the_best_with_two_distinct_other_donors():
             assert len(b) == 1, (i, d)
             c = [k for k in range(8) if abs(2.0 ** b[0] - 2.0**k - d) < 1e-6][0]
             assert len({i, 7, b[0], c}) == (3 if i == 7 else 4)
+
+
+def test_more_than_one_difference_vector_is_refused_not_ignored():
+    with pytest.raises(ValueError, match="num_diff must be 1"):
+        search.SkipSamplingDE(population_size=8, solution=jnp.zeros(3), num_diff=2)
+    de = search.SkipSamplingDE(population_size=8, solution=jnp.zeros(3))
+    assert de.num_diff == 1
