@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from experiments import cli, common, summary
+from experiments import cli, common, masks, summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASSETS = os.path.join(ROOT, "train", "assets")
@@ -45,33 +45,19 @@ def load_images(args) -> tuple[np.ndarray, np.ndarray, str]:
     from rpx import datasets
 
     if args.data_file:
-        if not os.path.isfile(args.data_file):
-            raise ValueError(f"--data-file {args.data_file} does not exist")
-        with np.load(args.data_file) as d:
-            src = datasets.ArraySource(d["image"], d["label"], name=args.data_file)
+        flag = f"--data-file {args.data_file}"
+        try:
+            with np.load(args.data_file, allow_pickle=False) as d:
+                missing = {"image", "label"} - set(d.files)
+                images, labels = (None, None) if missing else (d["image"], d["label"])
+        except Exception as err:  # zip, npy (no .files) and pickle errors: not an npz
+            raise ValueError(f"{flag} is not a readable .npz file ({err})") from None
+        if missing:
+            raise ValueError(f"{flag} has no {sorted(missing)} array(s); it needs `image`, `label`")
+        src = datasets.ArraySource(images, labels, name=flag)
         return src.images, src.labels, os.path.abspath(args.data_file)
     images, labels = datasets.load_arrays("cifar10", "test", args.data_dir)
     return images, labels, f"cifar10/test from {args.data_dir or 'tfds'}"
-
-
-def mask_cache(path: str, images: np.ndarray, data: str, given: bool):
-    """The GrabCut mask cache of `images`: `path` as given (--masks, any settings, same
-    number of images), else WORKDIR's, built on first use with the default settings.
-    `data` (common.data_identity) names the images in the cache, whatever their path."""
-    from rpx import segment
-
-    if given:
-        cache = segment.MaskCache(path)  # ValueError "path: ..." when missing
-        if len(cache) != len(images):
-            raise ValueError(f"--masks {path} holds {len(cache)} masks for {len(images)} images")
-        return cache
-    if not os.path.exists(path):
-        print(f"segmenting {len(images)} images with GrabCut into {path} ...")
-        return segment.build_cache(images, path, dataset="cifar10", data=data)
-    cache = segment.MaskCache(path, segment.GrabCutSettings())
-    if len(cache) != len(images) or cache.meta.get("data") != data:
-        raise ValueError(f"{path} holds masks of other images; remove it or use another --workdir")
-    return cache
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,20 +66,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv) -> int:
+    from rpx import segment
+
     p = argparse.ArgumentParser(prog="python -m experiments.cifar", description=__doc__)
     cli.add_grid_flags(p, DEFAULTS["models"], DEFAULTS["pixels"], DEFAULTS["attack"])
     p.add_argument("--masks", help="a mask cache of the same images (python -m rpx.segment)")
     args = cli.resolve(p.parse_args(argv), PRESETS, DEFAULTS)
     grid = cli.grid_from(args, "cifar10")
+    cli.check_files(data_file=args.data_file, masks=args.masks)
     images, labels, source = load_images(args)
-    loaded = cli.load_classifiers(grid, "cifar10", "--data-dir=DATA")
-    print(f"preset {args.preset}: " * bool(args.preset) + cli.budget_line(grid, 500))
-    path = args.masks or os.path.join(args.workdir, "masks.npz")
+    loaded = cli.load_classifiers(grid, "cifar10", "--data-dir=DATA", images.shape[1:])
+    cli.check_labels(labels, loaded, source)
     data = common.data_identity(images, labels)
-    cache = mask_cache(path, images, data, given=bool(args.masks))
+    given = masks.given_masks(args.masks, data) if args.masks else None
+    print(f"preset {args.preset}: " * bool(args.preset) + cli.budget_line(grid, 500))
     settings = dict(
         dataset="cifar10", data=data, seed=grid.seed, population=grid.population,
-        generations=grid.generations, masks=cache.settings,
+        generations=grid.generations,
+        masks=given.settings if given else segment.GrabCutSettings().to_dict(),
     )  # fmt: skip
     header = f"# CIFAR-10 results\n\n{cli.budget_line(grid, 500)}; data {source} ({data})."
 
@@ -108,7 +98,9 @@ def _main(argv) -> int:
         return images[indices], labels[indices]
 
     fg = lambda idx, _: cache[idx]  # noqa: E731
-    return cli.run(grid, settings, args.workdir, len(images), get, loaded, fg, summarise)
+    with cli.open_workdir(args.workdir, settings, loaded) as results:
+        cache = given or masks.workdir_masks(os.path.join(args.workdir, "masks.npz"), images, data)
+        return cli.run(grid, results, len(images), get, loaded, fg, summarise)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,27 @@
-"""Command-line pieces shared by experiments.cifar and experiments.imagenet: the common
-flags, presets, classifier lookup with a clear message, and the run-then-summarise step."""
+"""Command-line pieces shared by the experiments: the common flags, presets, classifier
+lookup with a clear message, the locked workdir, and the run-then-summarise step.
+
+An entry point checks every flag (`grid_from`, `check_files`) before it reads data or
+loads a classifier, and reads and checks everything (data, classifiers, mask caches)
+before `open_workdir` writes the first byte into the workdir."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import os
 import sys
 import time
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 from experiments import common, store
 from rpx import regions
+
+RESTRICTIONS = ("table", "restore", "both")
 
 
 def add_grid_flags(p: argparse.ArgumentParser, models: str, pixels: str, attack: str) -> None:
@@ -48,14 +60,24 @@ def grid_from(args, dataset: str) -> common.Grid:
         least = 4 if flag == "population" else 1
         if getattr(args, flag) < least:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= {least}")
-    if args.generations < 0:
-        raise ValueError("--generations must be >= 0")
+    if not 0 <= args.seed < 2**32:
+        raise ValueError(f"--seed must be in [0, 2**32), got {args.seed}")
+    if args.restriction not in RESTRICTIONS:
+        raise ValueError(
+            f"--restriction must be {', '.join(RESTRICTIONS[:-1])} or {RESTRICTIONS[-1]}, "
+            f"got {args.restriction!r}"
+        )
+    if not args.workdir:
+        raise ValueError("--workdir must not be empty")
     models = {}
     for item in common.parse_list("models", args.models):
         name, _, path = item.partition("=")
+        if not name or "/" in name or name in models:
+            raise ValueError(
+                f"--models: {name!r} is empty, holds '/' or comes twice (in {args.models!r})"
+            )
         models[name] = path or os.path.join(args.classifiers, f"{dataset}_{name}")
     restrictions = ("table", "restore") if args.restriction == "both" else (args.restriction,)
-    common.parse_list("restriction", ",".join(restrictions), ("table", "restore"))
     pixels = common.parse_list("pixels", args.pixels, kind=int)
     if min(pixels) < 1:
         raise ValueError(f"--pixels must be >= 1, got {args.pixels!r}")
@@ -73,21 +95,66 @@ def grid_from(args, dataset: str) -> common.Grid:
     )
 
 
-def load_classifiers(grid: common.Grid, dataset: str, data_flag: str):
-    """{name: (predict, info)} for every model, or ValueError saying how to train one."""
+def check_files(**paths) -> None:
+    """ValueError unless each flag's path (None: not given) names an existing file."""
+    for flag, path in paths.items():
+        if path is not None and not os.path.isfile(path):
+            raise ValueError(f"--{flag.replace('_', '-')} {path} does not exist or is not a file")
+
+
+def load_classifiers(grid: common.Grid, dataset: str, data_flag: str, image_shape):
+    """{name: (predict, info)} for every model, or ValueError saying how to train one or
+    what is wrong with its checkpoint. `info` gains "num_classes" and "parameters" (see
+    `classifier_identity`) for images of `image_shape` (H, W, C)."""
     import train
 
     out = {}
     for name, workdir in grid.models.items():
         try:
-            out[name] = train.load_classifier(workdir)
+            predict, info = train.load_classifier(workdir)
         except FileNotFoundError as err:
             raise ValueError(
                 f"no classifier {name!r} at {workdir} ({err}). Train one with:\n"
                 f"  python -m train --model={name} --dataset={dataset} --workdir={workdir} "
                 f"{data_flag}\nor pass --models {name}=WORKDIR"
             ) from None
+        except ValueError as err:
+            raise ValueError(f"classifier {name!r}: {err}") from None
+        num_classes, parameters = classifier_identity(predict, image_shape)
+        out[name] = predict, dict(info, num_classes=num_classes, parameters=parameters)
     return out
+
+
+def classifier_identity(predict, image_shape) -> tuple[int, str]:
+    """(number of classes, parameter digest) of `predict` on images [B, *image_shape].
+
+    The digest names the arrays `predict` closes over (its weights) by content: a SHA-256
+    over each array's dtype, shape and bytes, the per-array digests sorted (an order that
+    does not depend on how JAX orders a traced program's constants). Tracing only: no
+    forward pass is run.
+    """
+    probe = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    program, out = jax.make_jaxpr(predict, return_shape=True)(probe)
+    leaves = []
+    for const in program.consts:
+        a = np.ascontiguousarray(np.asarray(const))
+        digest = hashlib.sha256(f"{a.dtype.str} {a.shape} ".encode())
+        digest.update(a.tobytes())
+        leaves.append(digest.digest())
+    total = hashlib.sha256(b"".join(sorted(leaves))).hexdigest()[:16]
+    return int(out.shape[-1]), f"{len(leaves)} arrays, sha256 {total}"
+
+
+def check_labels(labels, loaded: dict, source: str) -> None:
+    """ValueError if a label lies outside some classifier's classes [0, K)."""
+    labels = np.asarray(labels)
+    for name, (_, info) in loaded.items():
+        k = info["num_classes"]
+        if labels.size and (labels.min() < 0 or labels.max() >= k):
+            raise ValueError(
+                f"{source} has labels in [{labels.min()}, {labels.max()}], outside the {k} "
+                f"classes [0, {k - 1}] of classifier {name!r}: not this classifier's data?"
+            )
 
 
 def budget_line(grid: common.Grid, paper_samples: int) -> str:
@@ -104,10 +171,20 @@ def budget_line(grid: common.Grid, paper_samples: int) -> str:
     return line
 
 
-def run(grid, settings, workdir, total, get, loaded, foreground, summarise) -> int:
-    """Check settings, run the grid into WORKDIR/results.jsonl, then `summarise(records)`."""
-    store.check_settings(workdir, settings)
-    results = store.ResultStore(os.path.join(workdir, "results.jsonl"))
+@contextlib.contextmanager
+def open_workdir(workdir: str, settings: dict, loaded: dict):
+    """Lock WORKDIR for the `with` block, read and check its results.jsonl, then check
+    (or write) settings.json with each classifier's parameter digest; yields the
+    ResultStore. Nothing is written when any of it is refused."""
+    with store.locked(workdir):
+        results = store.ResultStore(os.path.join(workdir, "results.jsonl"))
+        models = {name: info["parameters"] for name, (_, info) in loaded.items()}
+        store.check_settings(workdir, settings, models)
+        yield results
+
+
+def run(grid, results, total, get, loaded, foreground, summarise) -> int:
+    """Run the grid into `results` (a ResultStore), then `summarise(records)`."""
     before = len(results)
     start = time.perf_counter()
     common.run_grid(grid, results, total, get, lambda name: loaded[name], foreground)
@@ -122,9 +199,10 @@ def run(grid, settings, workdir, total, get, loaded, foreground, summarise) -> i
 
 
 def main_guard(fn, argv) -> int:
-    """Run `fn(argv)`; a ValueError becomes 'error: ...' on stderr and exit status 2."""
+    """Run `fn(argv)`; a ValueError (bad input) or OSError (a file that cannot be read or
+    written: permissions, a full disk) becomes 'error: ...' on stderr and exit status 2."""
     try:
         return fn(argv)
-    except ValueError as err:
+    except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -11,7 +11,6 @@ uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import zlib
 from collections.abc import Callable
 
@@ -24,6 +23,7 @@ import rpx
 from experiments import engine
 from experiments.store import ResultStore, record_key
 from rpx import metrics, regions
+from rpx.segment.cache import data_identity  # noqa: F401  (count + SHA-256 of images, labels)
 
 ATTACKS = ("untargeted", "targeted")
 
@@ -75,13 +75,6 @@ def attacks_flag(text: str) -> tuple[str, ...]:
     return (text,)
 
 
-def data_identity(images: np.ndarray, labels: np.ndarray) -> str:
-    """What identifies a set of images wherever its file lies: count and content digest."""
-    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
-    digest.update(np.asarray(labels, np.int64).tobytes())
-    return f"{len(images)} images, sha256 {digest.hexdigest()[:16]}"
-
-
 def pick_samples(predict, get, total: int, count: int, seed: int, batch: int = 256):
     """`count` images picked at random (seeded) among those `predict` classifies right.
 
@@ -102,7 +95,13 @@ def pick_samples(predict, get, total: int, count: int, seed: int, batch: int = 2
             idx = order[start : start + batch]
             images, labels = get(idx)
             p = np.asarray(run(jnp.asarray(images, jnp.float32)))
-            ok = p.argmax(1) == np.asarray(labels)
+            labels = np.asarray(labels)
+            if labels.min() < 0 or labels.max() >= p.shape[1]:
+                raise ValueError(
+                    f"images {idx[(labels < 0) | (labels >= p.shape[1])][:5].tolist()} have "
+                    f"labels outside the classifier's {p.shape[1]} classes [0, {p.shape[1] - 1}]"
+                )
+            ok = p.argmax(1) == labels
             take = min(int(ok.sum()), count - len(picked))
             picked.extend(idx[ok][:take])
             probs.extend(p[ok][:take])

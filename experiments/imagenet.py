@@ -7,7 +7,8 @@ Images come from tensorflow-datasets imagenet2012 (`--split`, default validation
 `--data-dir` (DIR/imagenet2012-{split}.npz) or from `--image-folder` (one sub-folder per
 class, sorted names = class indices), resized to --image-size (224, as the paper).
 Foreground masks: U^2-Net (`--u2net`, an official .pth) on the picked images, cached in
-WORKDIR/masks-u2net.npz. Results, resume and summaries as experiments.cifar.
+WORKDIR/masks-u2net.npz with a digest of each image (a changed image is refused, not
+given another's mask). Results, resume and summaries as experiments.cifar.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 import cv2
 import numpy as np
 
-from experiments import cli, summary
+from experiments import cli, masks, summary
 
 DEFAULTS = dict(
     region="all", models="alexnet,resnet50,vgg16_imagenet", pixels="1", attack="untargeted",
@@ -33,12 +34,11 @@ class Images:
     """Random access to resized RGB uint8 images: `images(indices) -> ([M, S, S, 3], labels)`."""
 
     def __init__(self, args):
-        size = args.image_size
-        if size < 8:
-            raise ValueError(f"--image-size must be >= 8, got {size}")
-        self.size = size
+        self.size = args.image_size
+        self.labels = None  # all labels, where known without reading the images
         if args.image_folder:
             files, labels = folder_files(args.image_folder)
+            self.labels = labels
             self.read = lambda i: (cv2.cvtColor(cv2.imread(files[i]), cv2.COLOR_BGR2RGB), labels[i])
             self.total = len(files)
             self.name = f"folder {os.path.abspath(args.image_folder)}"
@@ -82,33 +82,17 @@ def folder_files(root: str) -> tuple[list[str], np.ndarray]:
     return files, np.asarray(labels, np.int64)
 
 
-def u2net_masks(path: str, cache: str, size: int):
-    """foreground(indices, images) with U^2-Net, caching masks by image index in `cache`."""
-    from rpx import segment
-
-    if not path or not os.path.isfile(path):
+def check_flags(args) -> None:
+    """ValueError naming the first bad ImageNet-specific flag (nothing read yet)."""
+    if args.image_size < 8:
+        raise ValueError(f"--image-size must be >= 8, got {args.image_size}")
+    if args.u2net_size < 32 or args.u2net_size % 32:
+        raise ValueError(f"--u2net-size must be a positive multiple of 32, got {args.u2net_size}")
+    if not args.u2net or not os.path.isfile(args.u2net):
         raise ValueError(
             f"--u2net must name an official U^2-Net checkpoint (u2net.pth or u2netp.pth from "
-            f"github.com/xuebinqin/U-2-Net), got {path!r}"
+            f"github.com/xuebinqin/U-2-Net), got {args.u2net!r}"
         )
-    model, variables = segment.load_u2net(path)
-
-    def foreground(indices, images):
-        known = {}
-        if os.path.exists(cache):
-            with np.load(cache) as d:
-                known = dict(zip(d["index"].tolist(), d["masks"], strict=True))
-        todo = [i for i, idx in enumerate(indices) if int(idx) not in known]
-        if todo:
-            new = segment.u2net.masks(model, variables, images[todo], size=size)
-            known.update({int(indices[i]): m for i, m in zip(todo, new, strict=True)})
-            keys = sorted(known)
-            np.savez_compressed(
-                cache, index=np.array(keys), masks=np.stack([known[k] for k in keys])
-            )
-        return np.stack([known[int(i)] for i in indices])
-
-    return foreground
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,15 +110,18 @@ def _main(argv) -> int:
     p.add_argument("--u2net-size", type=int, default=320, help="U^2-Net input size (320)")
     args = cli.resolve(p.parse_args(argv), {}, DEFAULTS)
     grid = cli.grid_from(args, "imagenet2012")
+    check_flags(args)
     get = Images(args)
-    loaded = cli.load_classifiers(grid, "imagenet2012", "--data-dir=DATA")
-    os.makedirs(args.workdir, exist_ok=True)
-    foreground = u2net_masks(args.u2net, os.path.join(args.workdir, "masks-u2net.npz"),
-                             args.u2net_size)  # fmt: skip
+    size = (get.size, get.size, 3)
+    loaded = cli.load_classifiers(grid, "imagenet2012", "--data-dir=DATA", size)
+    if get.labels is not None:
+        cli.check_labels(get.labels, loaded, get.name)
+    cache = os.path.join(args.workdir, "masks-u2net.npz")
+    foreground = masks.u2net_masks(args.u2net, cache, args.u2net_size)
     print(cli.budget_line(grid, 420))
     settings = dict(
         dataset="imagenet2012", source=get.name, seed=grid.seed, population=grid.population,
-        generations=grid.generations, image_size=get.size, u2net=os.path.abspath(args.u2net),
+        generations=grid.generations, image_size=get.size, u2net=masks.file_identity(args.u2net),
         u2net_size=args.u2net_size,
     )  # fmt: skip
     header = f"# ImageNet results\n\n{cli.budget_line(grid, 420)}; data {get.name}."
@@ -143,7 +130,8 @@ def _main(argv) -> int:
         yield summary.write_table(args.workdir, records, header, table3=True)
         yield from summary.write_figures(args.workdir, records, get, foreground=foreground)
 
-    return cli.run(grid, settings, args.workdir, get.total, get, loaded, foreground, summarise)
+    with cli.open_workdir(args.workdir, settings, loaded) as results:
+        return cli.run(grid, results, get.total, get, loaded, foreground, summarise)
 
 
 if __name__ == "__main__":

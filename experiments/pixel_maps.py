@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 import rpx
-from experiments import cifar, cli, common
+from experiments import cifar, cli, common, masks, store
 from rpx.pixel_map_plots import heatmap_figure, vulnerable_share
 
 COMPACT = os.path.join(cifar.ASSETS, "cifar10_compact")
@@ -38,69 +38,78 @@ def _main(argv) -> int:
     fixed = dict(region="all", pixels="1", attack="untargeted", restriction="table")
     vars(args).update(fixed, data_dir=None, models=f"m={args.model}", batch_size=16)
     grid = cli.grid_from(args, "cifar10")
-    (predict, info) = cli.load_classifiers(grid, "cifar10", "--data-dir=DATA")["m"]
+    cli.check_files(data_file=args.data_file, masks=args.masks)
     images, labels, source = cifar.load_images(args)
-    os.makedirs(os.path.join(args.workdir, "figures"), exist_ok=True)
-    path = args.masks or os.path.join(args.workdir, "masks.npz")
+    loaded = cli.load_classifiers(grid, "cifar10", "--data-dir=DATA", images.shape[1:])
+    cli.check_labels(labels, loaded, source)
+    predict, info = loaded["m"]
     data = common.data_identity(images, labels)
-    cache = cifar.mask_cache(path, images, data, given=bool(args.masks))
-    get = lambda i: (images[i], labels[i])  # noqa: E731
-    idx, clean = common.pick_samples(predict, get, len(images), args.samples, args.seed)
-    x, y, fg = images[idx], clean.argmax(1).astype(np.int32), np.asarray(cache[idx])
-    print(budget := cli.budget_line(grid, 500))
+    given = masks.given_masks(args.masks, data) if args.masks else None
+    with store.locked(args.workdir):
+        os.makedirs(os.path.join(args.workdir, "figures"), exist_ok=True)
+        cache = given or masks.workdir_masks(os.path.join(args.workdir, "masks.npz"), images, data)
+        get = lambda i: (images[i], labels[i])  # noqa: E731
+        idx, clean = common.pick_samples(predict, get, len(images), args.samples, args.seed)
+        x, y, fg = images[idx], clean.argmax(1).astype(np.int32), np.asarray(cache[idx])
+        print(budget := cli.budget_line(grid, 500))
 
-    start = time.perf_counter()
-    scan = jax.block_until_ready(rpx.pixel_map(predict, x, y))
-    scan_s = time.perf_counter() - start
-    share_fg = np.asarray(vulnerable_share(scan, fg))
-    share_bg = np.asarray(vulnerable_share(scan, ~fg))
-    config = rpx.AttackConfig(pixels=1, population=args.population, generations=args.generations)
-    fooled = np.asarray(scan.fooled)
-    per_region, de_s = {}, 0.0
-    for name in rpx.regions.REGION_NAMES:
-        mask = np.asarray(rpx.regions.mask(name, fg))
-        vulnerable = (fooled & mask).any((1, 2))
-        key = common.cell_key(args.seed, "m", name, 1, "table", "untargeted")
         start = time.perf_counter()
-        de = rpx.run(predict, x, y, region=mask, config=config, key=key, progress=False)
-        success = np.asarray(de.success)
-        de_s += time.perf_counter() - start
-        per_region[name] = dict(
-            images=len(idx), scan_vulnerable=int(vulnerable.sum()), de_success=int(success.sum()),
-            missed_by_de=int((vulnerable & ~success).sum()),
-            de_only=int((success & ~vulnerable).sum()),
+        scan = jax.block_until_ready(rpx.pixel_map(predict, x, y))
+        scan_s = time.perf_counter() - start
+        share_fg = np.asarray(vulnerable_share(scan, fg))
+        share_bg = np.asarray(vulnerable_share(scan, ~fg))
+        config = rpx.AttackConfig(
+            pixels=1, population=args.population, generations=args.generations
+        )
+        fooled = np.asarray(scan.fooled)
+        per_region, de_s = {}, 0.0
+        for name in rpx.regions.REGION_NAMES:
+            mask = np.asarray(rpx.regions.mask(name, fg))
+            vulnerable = (fooled & mask).any((1, 2))
+            key = common.cell_key(args.seed, "m", name, 1, "table", "untargeted")
+            start = time.perf_counter()
+            de = rpx.run(predict, x, y, region=mask, config=config, key=key, progress=False)
+            success = np.asarray(de.success)
+            de_s += time.perf_counter() - start
+            per_region[name] = dict(
+                images=len(idx), scan_vulnerable=int(vulnerable.sum()),
+                de_success=int(success.sum()), missed_by_de=int((vulnerable & ~success).sum()),
+                de_only=int((success & ~vulnerable).sum()),
+            )  # fmt: skip
+        shown = slice(0, min(16, len(idx)))
+        figure = heatmap_figure(
+            x[shown], jax.tree.map(lambda a: a[shown], scan), fg[shown],
+            os.path.join(args.workdir, "figures", "heatmaps.png"),
         )  # fmt: skip
-    shown = slice(0, min(16, len(idx)))
-    figure = heatmap_figure(
-        x[shown], jax.tree.map(lambda a: a[shown], scan), fg[shown],
-        os.path.join(args.workdir, "figures", "heatmaps.png"),
-    )  # fmt: skip
-    settings = dict(
-        model=args.model, classifier=info, data=f"{source} ({data})", masks=cache.settings,
-        seed=args.seed, samples=len(idx), dataset_indices=idx.tolist(),
-        population=args.population, generations=args.generations, budget=budget,
-        scan="every pixel x 8 cube corners",
-        scan_evaluations_per_image=int(fg[0].size * 8),
-    )  # fmt: skip
-    out = dict(
-        settings=settings,
-        seconds=dict(scan=round(scan_s, 1), de=round(de_s, 1)),
-        regions=per_region,
-        mean_vulnerable_share=dict(
-            foreground=float(np.nanmean(share_fg)), background=float(np.nanmean(share_bg))
-        ),
-        per_image_share=dict(foreground=share_fg.tolist(), background=share_bg.tolist()),
-    )
-    with open(os.path.join(args.workdir, "pixel_maps.json"), "w") as f:
-        json.dump(out, f, indent=1, default=str)
-    print("| region | images | scan-vulnerable | DE successes | missed by DE | DE only |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, r in per_region.items():
-        print(f"| {name} | {' | '.join(str(v) for v in r.values())} |")
-    print(f"mean vulnerable share: foreground {out['mean_vulnerable_share']['foreground']:.2%}, "
-          f"background {out['mean_vulnerable_share']['background']:.2%}")  # fmt: skip
-    print(f"scan {scan_s:.1f} s, DE {de_s:.1f} s; wrote {args.workdir}/pixel_maps.json, {figure}")
-    return 0
+        settings = dict(
+            model=args.model, classifier=info, data=f"{source} ({data})", masks=cache.settings,
+            seed=args.seed, samples=len(idx), dataset_indices=idx.tolist(),
+            population=args.population, generations=args.generations, budget=budget,
+            scan="every pixel x 8 cube corners",
+            scan_evaluations_per_image=int(fg[0].size * 8),
+        )  # fmt: skip
+        out = dict(
+            settings=settings,
+            seconds=dict(scan=round(scan_s, 1), de=round(de_s, 1)),
+            regions=per_region,
+            mean_vulnerable_share=dict(
+                foreground=float(np.nanmean(share_fg)), background=float(np.nanmean(share_bg))
+            ),
+            per_image_share=dict(foreground=share_fg.tolist(), background=share_bg.tolist()),
+        )
+        with open(os.path.join(args.workdir, "pixel_maps.json"), "w") as f:
+            json.dump(out, f, indent=1, default=str)
+        print("| region | images | scan-vulnerable | DE successes | missed by DE | DE only |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, r in per_region.items():
+            print(f"| {name} | {' | '.join(str(v) for v in r.values())} |")
+        share = out["mean_vulnerable_share"]
+        print(f"mean vulnerable share: foreground {share['foreground']:.2%}, "
+              f"background {share['background']:.2%}")  # fmt: skip
+        print(
+            f"scan {scan_s:.1f} s, DE {de_s:.1f} s; wrote {args.workdir}/pixel_maps.json, {figure}"
+        )
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -145,7 +145,8 @@ def test_moved_workdir_and_data_file_resume_but_other_images_are_refused(
     images[0, 0, 0] ^= 1
     np.savez(moved_data, image=images, label=labels)
     assert cifar.main(argv(moved_data, moved)) == 2
-    assert "masks of other images" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "other settings" in err and "'data'" in err
 
 
 def test_other_settings_in_the_same_workdir_are_refused(data, full_run, tiny_classifier, capsys):

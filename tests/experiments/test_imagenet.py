@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import train
-from experiments import imagenet
+from experiments import imagenet, masks
 from rpx.segment.pth import save_state_dict
-from tests.experiments.tiny import tiny_predict
+from tests.experiments.tiny import lock_held_by_another_process, snapshot, tiny_predict
 from tests.rpx.segment.test_u2net import random_state_dict
 
 CLASSES = 6
@@ -73,6 +73,11 @@ def test_imagenet_end_to_end_and_rerun(tmp_path, folder, monkeypatch):
     with np.load(os.path.join(workdir, "masks-u2net.npz")) as d:
         assert sorted(d["index"].tolist()) == sorted({r["image"] for r in lines})
         assert d["masks"].shape == (4, 32, 32) and d["masks"].dtype == bool
+    with open(os.path.join(workdir, "settings.json")) as f:
+        settings = json.load(f)
+    assert settings["u2net"].startswith("u2netp.pth, sha256 ") and set(settings["models"]) == {
+        "tiny"
+    }
     table = open(os.path.join(workdir, "table.md")).read()
     assert "## Table III" in table and "| Conf.-Decrease-top5(unsucc) |" in table
     assert "## Table IV" in table
@@ -107,3 +112,59 @@ def test_images_from_an_npz_data_dir_are_resized(tmp_path):
     assert labels.tolist() == [9, 7]
     expected = cv2.resize(images[2].astype(np.uint8), (20, 20), interpolation=cv2.INTER_AREA)
     np.testing.assert_array_equal(out[0], expected)
+
+
+def test_imagenet_workdir_in_use_is_refused(tmp_path, folder, monkeypatch, capsys):
+    monkeypatch.setattr(train, "load_classifier", lambda w: (tiny_predict(CLASSES), {}))
+    workdir = str(tmp_path / "w")
+    with lock_held_by_another_process(workdir) as pid:
+        assert imagenet.main(argv(folder, workdir)) == 2
+        assert f"--workdir {workdir} is in use by another run (process {pid}" in (
+            capsys.readouterr().err
+        )
+        assert snapshot(workdir) == {"run.lock": f"{pid}\n".encode()}
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--u2net-size=48", "--u2net-size must be a positive multiple of 32"),
+        ("--image-size=4", "--image-size must be >= 8"),
+        ("--u2net=/no/such.pth", "--u2net must name"),
+        ("--seed=-2", "--seed"),
+        ("--restriction=all", "--restriction must be table, restore or both"),
+    ],
+)
+def test_imagenet_flags_are_checked_before_anything(tmp_path, folder, monkeypatch, capsys,
+                                                    flag, message):  # fmt: skip
+    def load(workdir):
+        raise AssertionError("a classifier was loaded before the flags were checked")
+
+    monkeypatch.setattr(train, "load_classifier", load)
+    assert imagenet.main(argv(folder, str(tmp_path / "w"), flag)) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+def test_u2net_masks_are_tied_to_their_images(tmp_path, folder):
+    cache = str(tmp_path / "masks-u2net.npz")
+    foreground = masks.u2net_masks(folder[1], cache, 32)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    first = foreground(np.array([4, 7, 9]), images)
+    again = masks.u2net_masks(folder[1], cache, 32)
+    np.testing.assert_array_equal(again(np.array([9, 4]), images[[2, 0]]), first[[2, 0]])
+    changed = images.copy()
+    changed[1, 0, 0, 0] ^= 1  # image 7 is no longer the image its mask was made of
+    before = snapshot(tmp_path)
+    with pytest.raises(ValueError, match="masks-u2net.npz holds masks of other images at .*7"):
+        again(np.array([4, 7]), changed[:2])
+    assert snapshot(tmp_path) == before
+    with np.load(cache) as d:  # a cache from before the digests were kept
+        np.savez(cache, index=d["index"], masks=d["masks"])
+    with pytest.raises(ValueError, match="records no image digests"):
+        again(np.array([4]), images[:1])
+    with open(cache, "wb") as f:
+        f.write(b"half a zip")
+    with pytest.raises(ValueError, match="is not a U\\^2-Net mask cache"):
+        again(np.array([4]), images[:1])

@@ -7,7 +7,7 @@ import numpy as np
 
 import train
 from experiments import pixel_maps
-from tests.experiments.tiny import mock_cifar, tiny_predict
+from tests.experiments.tiny import lock_held_by_another_process, mock_cifar, snapshot, tiny_predict
 
 SAMPLES = 4
 
@@ -47,6 +47,29 @@ def test_pixel_maps_end_to_end(tmp_path, monkeypatch, capsys):
     assert "| original |" in printed and "REDUCED" in printed
 
 
-def test_bad_flag_is_a_clear_error(tmp_path, capsys):
-    assert pixel_maps.main(["--samples=0", f"--workdir={tmp_path}"]) == 2
+def test_bad_flag_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    def load(workdir):
+        raise AssertionError("a classifier was loaded before the flags were checked")
+
+    monkeypatch.setattr(train, "load_classifier", load)
+    workdir = tmp_path / "w"
+    assert pixel_maps.main(["--samples=0", f"--workdir={workdir}"]) == 2
     assert "--samples must be >= 1" in capsys.readouterr().err
+    assert pixel_maps.main(["--seed=-1", f"--workdir={workdir}"]) == 2
+    assert "--seed must be in [0, 2**32)" in capsys.readouterr().err
+    assert pixel_maps.main(["--masks=/no/such.npz", f"--workdir={workdir}"]) == 2
+    assert "--masks /no/such.npz does not exist" in capsys.readouterr().err
+    assert not workdir.exists()
+
+
+def test_pixel_maps_workdir_in_use_is_refused(tmp_path, monkeypatch, capsys):
+    data = str(tmp_path / "mock.npz")
+    mock_cifar(data)
+    monkeypatch.setattr(train, "load_classifier", lambda w: (tiny_predict(), {"model": "tiny"}))
+    workdir = str(tmp_path / "run")
+    argv = [f"--data-file={data}", f"--workdir={workdir}", "--samples=2",
+            "--population=4", "--generations=1", "--model=/nowhere/tiny"]  # fmt: skip
+    with lock_held_by_another_process(workdir) as pid:
+        assert pixel_maps.main(argv) == 2
+        assert f"in use by another run (process {pid}" in capsys.readouterr().err
+        assert snapshot(workdir) == {"run.lock": f"{pid}\n".encode()}

@@ -1,0 +1,295 @@
+"""Experiment workdirs (issue 12, items 8-12) through `python -m experiments.cifar`: one
+writer at a time, classifiers and mask caches named by content, every flag checked before
+anything is written, and one clear line instead of a traceback for bad input."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import train
+from experiments import cifar, cli
+from rpx import segment
+from tests.experiments.tiny import (
+    lock_held_by_another_process,
+    mock_cifar,
+    snapshot,
+    tiny_predict,
+)
+from tests.train.test_checkpoint_errors import SHIPPED as COMPACT
+from tests.train.test_checkpoint_errors import broken_checkpoint
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("data") / "mock.npz")
+    images, labels = mock_cifar(path)
+    return path, images, labels
+
+
+def argv(data_path, workdir, *extra):
+    return [
+        "--models=tiny=/nowhere/tiny",
+        f"--data-file={data_path}",
+        f"--workdir={workdir}",
+        "--samples=2",
+        "--pixels=1",
+        "--population=4",
+        "--generations=1",
+        "--attack=untargeted",
+        "--region=original",
+        *extra,
+    ]
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setattr(train, "load_classifier", lambda w: (tiny_predict(), {"model": "tiny"}))
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """A run that gets as far as loading a classifier fails the test."""
+
+    def load(workdir):
+        raise AssertionError("a classifier was loaded before the flags were checked")
+
+    monkeypatch.setattr(train, "load_classifier", load)
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory, data):
+    """A finished small run: workdir with results, settings, masks and figures."""
+    workdir = str(tmp_path_factory.mktemp("done") / "w")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(train, "load_classifier", lambda w: (tiny_predict(), {"model": "tiny"}))
+    try:
+        assert cifar.main(argv(data[0], workdir)) == 0
+    finally:
+        mp.undo()
+    return workdir
+
+
+@pytest.fixture
+def copy(done, tmp_path):
+    """A copy of the finished run to change."""
+    return shutil.copytree(done, str(tmp_path / "copy"))
+
+
+# Item 8: one writer per workdir.
+
+
+def test_a_workdir_in_use_is_refused_and_left_as_it_is(data, copy, tiny, capsys):
+    before = snapshot(copy)
+    with lock_held_by_another_process(copy) as pid:
+        assert cifar.main(argv(data[0], copy)) == 2
+        err = capsys.readouterr().err
+        assert f"--workdir {copy} is in use by another run (process {pid}" in err
+        assert err.count("\n") == 1
+        assert snapshot(copy) == {**before, "run.lock": f"{pid}\n".encode()}
+    # The holder died: its lock went with it, and the workdir resumes (nothing to do).
+    assert cifar.main(argv(data[0], copy)) == 0
+    assert "\n0 new results" in capsys.readouterr().out
+
+
+def test_a_new_workdir_in_use_gets_no_masks(data, tmp_path, tiny, capsys):
+    workdir = str(tmp_path / "new")
+    with lock_held_by_another_process(workdir) as pid:
+        assert cifar.main(argv(data[0], workdir)) == 2
+        assert f"process {pid}" in capsys.readouterr().err
+        assert snapshot(workdir) == {"run.lock": f"{pid}\n".encode()}
+
+
+# Item 9: a classifier is named by its parameters.
+
+
+def test_another_classifier_under_a_recorded_name_is_refused(data, copy, monkeypatch, capsys):
+    settings = json.load(open(os.path.join(copy, "settings.json")))
+    assert settings["models"] == {"tiny": cli.classifier_identity(tiny_predict(), (32, 32, 3))[1]}
+    before = snapshot(copy)
+    other = tiny_predict(seed=1)
+    monkeypatch.setattr(train, "load_classifier", lambda w: (other, {"model": "tiny"}))
+    assert cifar.main(argv(data[0], copy)) == 2
+    err = capsys.readouterr().err
+    assert "another classifier named 'tiny'" in err and err.count("\n") == 1
+    assert snapshot(copy) == {**before, "run.lock": snapshot(copy)["run.lock"]}
+
+
+def test_classifier_identity_is_the_parameters():
+    shape = (32, 32, 3)
+    k, a = cli.classifier_identity(tiny_predict(), shape)
+    assert k == 10 and a == cli.classifier_identity(tiny_predict(), shape)[1]
+    assert a != cli.classifier_identity(tiny_predict(seed=1), shape)[1]
+    assert a != cli.classifier_identity(tiny_predict(scale=5.0), shape)[1]
+    # A shipped checkpoint: the same digest from two loads, a different one from another net.
+    one = cli.classifier_identity(train.load_classifier(COMPACT)[0], shape)
+    assert one == cli.classifier_identity(train.load_classifier(COMPACT)[0], shape)
+    assert one[0] == 10 and one[1] != a
+
+
+# Item 10: mask caches are tied to their images.
+
+
+def test_masks_of_other_images_are_refused(data, tmp_path, tiny, capsys):
+    _, images, labels = data
+    other = images.copy()
+    other[0, 0, 0] ^= 1
+    masks = np.zeros((len(images), 32, 32), bool)
+    stale = str(tmp_path / "stale.npz")
+    segment.save_masks(stale, masks, None, {}, data=segment.cache.data_identity(other, labels))
+    workdir = tmp_path / "w"
+    assert cifar.main(argv(data[0], workdir, f"--masks={stale}")) == 2
+    err = capsys.readouterr().err
+    assert f"--masks {stale}" in err and "masks of other images" in err
+    unnamed = str(tmp_path / "unnamed.npz")  # a cache that does not say whose masks it holds
+    segment.save_masks(unnamed, masks, None, {})
+    assert cifar.main(argv(data[0], workdir, f"--masks={unnamed}")) == 2
+    assert "does not record which images" in capsys.readouterr().err
+    assert not workdir.exists()
+    ours = str(tmp_path / "ours.npz")
+    segment.save_masks(ours, masks, None, {}, data=segment.cache.data_identity(images, labels))
+    assert cifar.main(argv(data[0], workdir, f"--masks={ours}")) == 0
+
+
+# Item 11: every flag is checked before anything is written or loaded.
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--seed=-1", "--seed must be in [0, 2**32), got -1"),
+        ("--seed=4294967296", "--seed must be in [0, 2**32)"),
+        ("--restriction=all", "--restriction must be table, restore or both, got 'all'"),
+        ("--restriction=clip", "--restriction must be table, restore or both, got 'clip'"),
+        ("--models==x", "--models: '' is empty"),
+        ("--models=a/b=x", "holds '/'"),
+        ("--masks=/no/such.npz", "--masks /no/such.npz does not exist"),
+        ("--data-file=/no/such.npz", "--data-file /no/such.npz does not exist"),
+        ("--region=middle", "--region"),
+        ("--pixels=0", "--pixels"),
+        ("--attack=all", "--attack must be untargeted, targeted or both"),
+        ("--samples=0", "--samples"),
+        ("--population=2", "--population"),
+        ("--generations=0", "--generations"),
+        ("--batch-size=0", "--batch-size"),
+        ("--preset=huge", "--preset"),
+    ],
+)
+def test_bad_flags_fail_before_anything_is_loaded_or_written(
+    data, tmp_path, no_loading, capsys, flag, message
+):
+    workdir = tmp_path / "w"
+    assert cifar.main(argv(data[0], workdir, flag)) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not workdir.exists()
+
+
+def test_the_corrected_command_then_runs(data, tmp_path, tiny, capsys):
+    workdir = tmp_path / "w"
+    assert cifar.main(argv(data[0], workdir, "--seed=-1")) == 2
+    assert not workdir.exists()
+    assert cifar.main(argv(data[0], workdir, "--seed=0")) == 0
+
+
+# Item 12: one clear line, exit 2 and nothing lost.
+
+
+def test_a_data_file_without_labels_or_not_an_npz(data, tmp_path, no_loading, capsys):
+    images = data[1]
+    np.savez(tmp_path / "nolabel.npz", image=images)
+    assert cifar.main(argv(str(tmp_path / "nolabel.npz"), tmp_path / "w")) == 2
+    err = capsys.readouterr().err
+    assert "has no ['label'] array" in err and err.count("\n") == 1
+    (tmp_path / "text.npz").write_text("not an npz")
+    assert cifar.main(argv(str(tmp_path / "text.npz"), tmp_path / "w")) == 2
+    err = capsys.readouterr().err
+    assert "is not a readable .npz file" in err and err.count("\n") == 1
+    np.save(tmp_path / "array.npy", images)
+    assert cifar.main(argv(str(tmp_path / "array.npy"), tmp_path / "w")) == 2
+    assert "is not a readable .npz file" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("how", ["truncated", "not_a_checkpoint"])
+def test_a_broken_checkpoint(data, tmp_path, capsys, how):
+    ckpt = broken_checkpoint(str(tmp_path), how)
+    args = argv(data[0], tmp_path / "w") + [f"--models=compact={ckpt}"]
+    assert cifar.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: classifier 'compact': workdir '{ckpt}': the checkpoint")
+    assert "cannot be read" in err and err.count("\n") == 1
+    assert not (tmp_path / "w").exists()
+
+
+def test_a_workdir_that_cannot_be_written(data, tmp_path, tiny, capsys, monkeypatch):
+    (tmp_path / "file").write_text("")
+    assert cifar.main(argv(data[0], tmp_path / "file" / "w")) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write to --workdir {tmp_path / 'file' / 'w'}" in err and err.count("\n") == 1
+    # A read-only folder (as root ignores permissions, the refusal is simulated).
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kw):
+        if str(path).startswith(str(tmp_path / "ro")) and flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args, **kw)
+
+    os.makedirs(tmp_path / "ro")
+    monkeypatch.setattr(os, "open", read_only)
+    assert cifar.main(argv(data[0], tmp_path / "ro")) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write to --workdir {tmp_path / 'ro'}: Permission denied" in err
+    assert os.listdir(tmp_path / "ro") == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_workdir(data, copy, tiny, capsys):
+    before = snapshot(copy)
+    os.chmod(copy, 0o555)
+    try:
+        assert cifar.main(argv(data[0], copy)) == 2
+    finally:
+        os.chmod(copy, 0o755)
+    assert "cannot write to --workdir" in capsys.readouterr().err
+    assert snapshot(copy) == before
+
+
+def test_results_that_cannot_be_read_are_an_error_not_a_traceback(data, copy, tiny, capsys):
+    results = os.path.join(copy, "results.jsonl")
+    os.remove(results)
+    os.mkdir(results)
+    assert cifar.main(argv(data[0], copy)) == 2
+    err = capsys.readouterr().err
+    assert "Is a directory" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "bad", ["[1, 2]", '{"model": "tiny", "image": 3}', '"text"', "null", "not json"]
+)
+def test_a_malformed_results_line_is_refused_and_the_file_kept(data, copy, tiny, capsys, bad):
+    results = os.path.join(copy, "results.jsonl")
+    lines = open(results).read().splitlines(keepends=True)
+    assert len(lines) == 2
+    # A bad line between two good ones, and a line cut short by a kill at the end.
+    with open(results, "w") as f:
+        f.write(lines[0] + bad + "\n" + lines[1] + lines[1][:20])
+    before = snapshot(copy)
+    assert cifar.main(argv(data[0], copy, "--samples=3")) == 2
+    err = capsys.readouterr().err
+    assert f"{results}:2: not a result record" in err and err.count("\n") == 1
+    assert snapshot(copy) == {**before, "run.lock": snapshot(copy)["run.lock"]}
+
+
+def test_labels_outside_the_classifiers_classes(tmp_path, tiny, capsys):
+    images, labels = mock_cifar(str(tmp_path / "d.npz"))
+    labels = labels.astype(np.int64)
+    labels[-3:] += 10
+    np.savez(tmp_path / "d.npz", image=images, label=labels)
+    assert cifar.main(argv(str(tmp_path / "d.npz"), tmp_path / "w")) == 2
+    err = capsys.readouterr().err
+    assert "labels in [0, " in err and "outside the 10 classes [0, 9] of classifier 'tiny'" in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "w").exists()
