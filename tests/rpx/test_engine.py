@@ -175,6 +175,7 @@ FOUR_DEVICES = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_four_fake_cpu_devices_give_the_same_results():
     env = dict(os.environ)
     env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
@@ -215,6 +216,7 @@ TWO_HOSTS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_two_processes_share_the_rows_and_both_return_all_of_them():
     with socket.socket() as s:  # a free local port for the coordinator
         s.bind(("127.0.0.1", 0))

@@ -163,6 +163,7 @@ print(json.dumps(__import__("train.loop").loop.fit(_config(pathlib.Path(sys.argv
 """
 
 
+@pytest.mark.slow
 def test_data_parallel_over_four_devices_matches_one(tmp_path, trained):
     # Fake CPU devices (big_vision's trick): batches sharded over 4 devices, BatchNorm
     # statistics over the global batch, so the run must end where the 1-device one did.
