@@ -42,7 +42,7 @@ PRESETS = {
 
 def load_images(args) -> tuple[np.ndarray, np.ndarray, str]:
     """uint8 [N, 32, 32, 3] test images, int labels, and a name for the source."""
-    from rpx import datasets
+    from train import datasets
 
     if args.data_file:
         flag = f"--data-file {args.data_file}"

@@ -43,7 +43,7 @@ class Images:
             self.total = len(files)
             self.name = f"folder {os.path.abspath(args.image_folder)}"
         else:
-            from rpx import datasets
+            from train import datasets
 
             src = datasets.source("imagenet2012", args.split, args.data_dir)
 

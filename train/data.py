@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rpx import datasets
+from train import datasets
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet2012": 1000, "mnist": 10}
 EVAL_SPLIT = {"imagenet2012": "validation"}
@@ -45,7 +45,7 @@ def is_streamed(dataset: str) -> bool:
 
 
 def load_split(dataset: str, split: str, data_dir: str | None) -> Split:
-    """Load `split` of `dataset` (see rpx.datasets.source for where it is read from)."""
+    """Load `split` of `dataset` (see train.datasets.source for where it is read from)."""
     name = f"{dataset}/{split}"
     if not is_streamed(dataset):
         images, labels = datasets.load_arrays(dataset, split, data_dir)

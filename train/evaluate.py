@@ -14,7 +14,7 @@ import time
 import jax
 import numpy as np
 
-from rpx import datasets
+from train import datasets
 from train.checkpoint import load_classifier
 
 

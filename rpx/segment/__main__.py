@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        from rpx import datasets
+        from train import datasets
 
         settings = GrabCutSettings(
             **{f.name: getattr(args, f.name) for f in dataclasses.fields(GrabCutSettings)}

@@ -1,9 +1,9 @@
-"""rpx.datasets on a small npz the test writes and on tfds.testing.mock_data."""
+"""train.datasets on a small npz the test writes and on tfds.testing.mock_data."""
 
 import numpy as np
 import pytest
 
-from rpx import datasets
+from train import datasets
 
 
 def _write(tmp_path, name="cifar10-test.npz", n=6, **override):

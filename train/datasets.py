@@ -1,7 +1,8 @@
 """Random-access image datasets: local .npz array files or tensorflow-datasets.
 
-Shared by `train/` and rpx's command lines. Two sources, one interface (`len(src)`,
-`src[i] -> {"image": uint8 [H, W, 3], "label": int}`):
+Read by `train/` (training, `python -m train.evaluate`) and by the experiments, which
+read their data through it; rpx itself reads no datasets. Two sources, one interface
+(`len(src)`, `src[i] -> {"image": uint8 [H, W, 3], "label": int}`):
 
 - `data_dir` given: `DIR/{dataset}-{split}.npz` holding `image` uint8 [N, H, W, 3] and
   `label` [N], as `../shared/data/decode.py DIR` writes them (`cifar10-train.npz`, ...).
