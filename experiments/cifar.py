@@ -5,7 +5,7 @@
 
 Results go to WORKDIR/results.jsonl as they are found (a re-run continues where the last
 one stopped), summaries to WORKDIR/table.md and WORKDIR/figures/. GrabCut masks come
-from --masks (a cache of the same images made by `python -m rpx.segment`) or are built
+from --masks (a cache of the same images made by `python -m experiments.masks`) or are built
 once into WORKDIR/masks.npz.
 """
 
@@ -70,7 +70,7 @@ def _main(argv) -> int:
 
     p = argparse.ArgumentParser(prog="python -m experiments.cifar", description=__doc__)
     cli.add_grid_flags(p, DEFAULTS["models"], DEFAULTS["pixels"], DEFAULTS["attack"])
-    p.add_argument("--masks", help="a mask cache of the same images (python -m rpx.segment)")
+    p.add_argument("--masks", help="a mask cache of the same images (python -m experiments.masks)")
     args = cli.resolve(p.parse_args(argv), PRESETS, DEFAULTS)
     grid = cli.grid_from(args, "cifar10")
     cli.check_files(data_file=args.data_file, masks=args.masks)

@@ -30,7 +30,7 @@ def _main(argv) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.pixel_maps", description=__doc__)
     p.add_argument("--model", default=COMPACT, help="classifier workdir (default: compact)")
     p.add_argument("--data-file", default=DATA, help="one .npz with `image` and `label`")
-    p.add_argument("--masks", help="a mask cache of the same images (python -m rpx.segment)")
+    p.add_argument("--masks", help="a mask cache of the same images (python -m experiments.masks)")
     for flag, default in dict(samples=20, population=400, generations=100, seed=0).items():
         p.add_argument(f"--{flag}", type=int, default=default)
     p.add_argument("--workdir", default="runs/pixel-maps")

@@ -1,10 +1,11 @@
-"""Mask cache: masks of a dataset split computed once, stored as npz, loaded by index.
+"""Mask cache: masks of a set of images computed once, stored as npz, loaded by index.
 
 File layout (one `.npz`, written atomically):
   `masks`  uint8 [N, H, ceil(W / 8)]  np.packbits of the bool masks along W
   `paths`  int8 [N]                   GrabCut path code per image (rpx.segment.PATHS),
                                       -1 for masks from elsewhere (e.g. U^2-Net)
-  `meta`   0-d str                    JSON: method, settings, data, dataset, split, shape, ...
+  `meta`   0-d str                    JSON: method, settings, data, dataset, split, shape,
+                                      and any extras the writer records
 
 The settings that made the masks and the images they are of (`data`: `data_identity`,
 the image count and a content digest) are recorded, so a cache built with other
@@ -124,7 +125,8 @@ class MaskCache:
             if "data" not in self.meta:
                 raise ValueError(
                     f"data: {path} does not record which images its masks are of (built "
-                    "before caches recorded it): rebuild it (python -m rpx.segment --force)"
+                    "before caches recorded it): rebuild it (build_cache; for a dataset split, "
+                    "python -m experiments.masks --force)"
                 )
             raise ValueError(
                 f"data: {path} holds masks of other images ({self.meta['data']}), not of "

@@ -11,6 +11,7 @@ import pytest
 
 import train
 from experiments import imagenet, masks
+from rpx import segment
 from rpx.segment.pth import save_state_dict
 from tests.experiments.tiny import lock_held_by_another_process, snapshot, tiny_predict
 from tests.rpx.segment.test_u2net import random_state_dict
@@ -70,9 +71,9 @@ def test_imagenet_end_to_end_and_rerun(tmp_path, folder, monkeypatch):
     assert not {r["image"] for r in lines} & {
         i for i, f in enumerate(files) if os.path.basename(f) in ("0.png", "1.png")
     }
-    with np.load(os.path.join(workdir, "masks-u2net.npz")) as d:
-        assert sorted(d["index"].tolist()) == sorted({r["image"] for r in lines})
-        assert d["masks"].shape == (4, 32, 32) and d["masks"].dtype == bool
+    cache = segment.MaskCache(os.path.join(workdir, "masks-u2net.npz"))
+    assert sorted(cache.meta["index"]) == sorted({r["image"] for r in lines})
+    assert cache.shape == (4, 32, 32) and cache.meta["method"] == "u2net"
     with open(os.path.join(workdir, "settings.json")) as f:
         settings = json.load(f)
     assert settings["u2net"].startswith("u2netp.pth, sha256 ") and set(settings["models"]) == {
@@ -160,10 +161,13 @@ def test_u2net_masks_are_tied_to_their_images(tmp_path, folder):
     with pytest.raises(ValueError, match="masks-u2net.npz holds masks of other images at .*7"):
         again(np.array([4, 7]), changed[:2])
     assert snapshot(tmp_path) == before
-    with np.load(cache) as d:  # a cache from before the digests were kept
-        np.savez(cache, index=d["index"], masks=d["masks"])
-    with pytest.raises(ValueError, match="records no image digests"):
+    settings = segment.MaskCache(cache).settings  # a cache that does not say whose masks
+    segment.save_masks(cache, np.zeros((1, 32, 32), bool), None, settings)
+    with pytest.raises(ValueError, match="records no image indices and digests"):
         again(np.array([4]), images[:1])
+    other = masks.u2net_masks(folder[1], cache, 64)  # masks at another U^2-Net input size
+    with pytest.raises(ValueError, match="not a U\\^2-Net mask cache of this run"):
+        other(np.array([4]), images[:1])
     with open(cache, "wb") as f:
         f.write(b"half a zip")
     with pytest.raises(ValueError, match="is not a U\\^2-Net mask cache"):
