@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from experiments import cli, common, masks, summary
+from experiments import cli, common, figures, masks, tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASSETS = os.path.join(ROOT, "train", "assets")
@@ -88,9 +88,9 @@ def _main(argv) -> int:
     header = f"# CIFAR-10 results\n\n{cli.budget_line(grid, 500)}; data {source} ({data})."
 
     def summarise(records):
-        names = summary.plots.CIFAR10_CLASSES
-        yield summary.write_table(args.workdir, records, header, num_targets=9)
-        yield from summary.write_figures(
+        names = figures.CIFAR10_CLASSES
+        yield tables.write_table(args.workdir, records, header, num_targets=9)
+        yield from figures.write_figures(
             args.workdir, records, get, names, num_targets=9, foreground=fg
         )
 

@@ -20,9 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 import rpx
-from experiments import engine
+from experiments import engine, metrics
 from experiments.store import ResultStore, record_key
-from rpx import metrics, regions
+from rpx import regions
 from rpx.segment.cache import data_identity  # noqa: F401  (count + SHA-256 of images, labels)
 
 ATTACKS = ("untargeted", "targeted")

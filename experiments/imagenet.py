@@ -20,7 +20,7 @@ import sys
 import cv2
 import numpy as np
 
-from experiments import cli, masks, summary
+from experiments import cli, figures, masks, tables
 
 DEFAULTS = dict(
     region="all", models="alexnet,resnet50,vgg16_imagenet", pixels="1", attack="untargeted",
@@ -127,8 +127,8 @@ def _main(argv) -> int:
     header = f"# ImageNet results\n\n{cli.budget_line(grid, 420)}; data {get.name}."
 
     def summarise(records):
-        yield summary.write_table(args.workdir, records, header, table3=True)
-        yield from summary.write_figures(args.workdir, records, get, foreground=foreground)
+        yield tables.write_table(args.workdir, records, header, table3=True)
+        yield from figures.write_figures(args.workdir, records, get, foreground=foreground)
 
     with cli.open_workdir(args.workdir, settings, loaded) as results:
         return cli.run(grid, results, get.total, get, loaded, foreground, summarise)

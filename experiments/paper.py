@@ -59,7 +59,7 @@ TABLE4 = {
     "vgg16_imagenet": (3.00, 3.50, 9.50),
 }
 
-# Table III (ImageNet, untargeted 1-pixel), rows as rpx.metrics.TABLE3_ROWS.
+# Table III (ImageNet, untargeted 1-pixel), rows as experiments.metrics.TABLE3_ROWS.
 TABLE3 = {
     "alexnet": {
         "untargeted": (11.19, 10.71, 6.90),

@@ -20,7 +20,7 @@ import numpy as np
 
 import rpx
 from experiments import cifar, cli, common, masks, store
-from rpx.pixel_map_plots import heatmap_figure, vulnerable_share
+from rpx.plots import heatmap_figure, vulnerable_share
 
 COMPACT = os.path.join(cifar.ASSETS, "cifar10_compact")
 DATA = os.path.join(cifar.ASSETS, "cifar10_test_sample100.npz")

@@ -21,7 +21,7 @@ import tempfile
 
 # The fields that name one attack: one line per distinct key.
 KEY_FIELDS = ("model", "region", "pixels", "restriction", "attack", "image", "target")
-# What each field of a record holds (rpx.metrics.records plus the cell's fields).
+# What each field of a record holds (experiments.metrics.records plus the cell's fields).
 FIELD_TYPES = {
     "model": str, "region": str, "pixels": int, "restriction": str, "attack": str,
     "image": int, "target": (int, type(None)), "label": int, "success": bool,

@@ -1,124 +1,111 @@
-"""The paper's figures as PNG files (matplotlib, Agg backend: no display needed).
+"""Pictures of attack results a researcher reuses on their own runs, as PNG files.
 
-- `target_count_bars`: Fig. 3, the share of images perturbed to 0..T target classes.
-- `heatmaps`: Figs. 4 and 5, original-to-reached class counts.
-- `fitness_plot`: Fig. 6, fitness curves in grey with their mean in red.
-- `adversarial_grid`: adversarial examples with the changed pixels circled.
+- `adversarial_grid`: adversarial images with the changed pixels circled (and the
+  region each attack could change outlined).
+- `fitness_plot`: fitness curves (e.g. `AttackResult.fitness_curve`) per group, with
+  their means.
+- `heatmap_figure`: an `rpx.pixel_map` scan drawn over each image; `vulnerable_share`,
+  the share of a region's pixels one pixel fools (a pure array function, jit-able).
+- `save_figure`: write a matplotlib Figure as a PNG, creating its folder.
 
-Each function takes plain arrays (see `rpx.metrics` for computing them), writes one PNG
-to `path` (creating its folder) and returns the path.
+matplotlib is imported when a figure is drawn, never by `import rpx` or `import
+rpx.plots`. Figures are bare `matplotlib.figure.Figure`s rendered with Agg: no display
+is needed and pyplot's global state is left alone. The paper's own figures (Figs. 3-6
+from results.jsonl) are the experiments' (`experiments/figures.py`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")  # before pyplot: figures are written to files, never shown
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
+import jax.numpy as jnp
+import numpy as np
 
 
-def _save(fig, path: str) -> str:
+def _figure(**kwargs):
+    """A bare matplotlib Figure (imported here: matplotlib loads only when drawing)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def save_figure(fig, path: str, dpi: int = 110) -> str:
+    """Write `fig` (a matplotlib Figure) to the PNG `path`, creating its folder, with a
+    tight bounding box; returns path."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
 
 
-def target_count_bars(shares: dict, path: str, title: str = "") -> str:
-    """Fig. 3: bars of the share of images perturbed to j = 0..T target classes.
+def adversarial_grid(
+    images,
+    positions,
+    titles=None,
+    path: str = "examples.png",
+    cols: int = 6,
+    title: str = "",
+    regions=None,
+) -> str:
+    """A grid of adversarial images with their changed pixels circled in red. Returns path.
 
     Args:
-      shares: {(region, pixels): float [T+1]} (rpx.metrics.target_counts), one panel
-        per pixel count, one bar colour per region.
+      images: uint8 [M, H, W, 3] adversarial images.
+      positions: int [M, k, 2] (row, col) of the changed pixels; (-1, -1) = unchanged.
+      titles: M strings (e.g. "cat -> dog 0.71"), or None.
+      path: where the PNG goes (its folder is created).
+      regions: bool [M, H, W], the region each attack was allowed to change, outlined in
+        cyan (nothing is drawn for a region that is the whole image or empty), or None.
     """
-    if not shares:
-        raise ValueError("shares must not be empty")
-    pixels = sorted({p for _, p in shares})
-    region_names = list(dict.fromkeys(r for r, _ in shares))
-    fig, axes = plt.subplots(1, len(pixels), figsize=(4.5 * len(pixels), 3.4), squeeze=False)
-    width = 0.8 / len(region_names)
-    for ax, p in zip(axes[0], pixels, strict=True):
-        for i, region in enumerate(region_names):
-            values = shares.get((region, p))
-            if values is None:
-                continue
-            x = np.arange(len(values)) + (i - (len(region_names) - 1) / 2) * width
-            ax.bar(x, 100 * np.asarray(values), width, label=region)
-        ax.set_title(f"{p}-pixel")
-        ax.set_xlabel("number of target classes reached")
-        ax.set_ylabel("images (%)")
-        ax.set_xticks(np.arange(len(next(iter(shares.values())))))
-        ax.legend(fontsize=8)
+    images = np.asarray(images)
+    positions = np.asarray(positions)
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"images must be [M, H, W, C] with M >= 1, got {images.shape}")
+    if positions.ndim != 3 or positions.shape[0] != len(images) or positions.shape[2] != 2:
+        raise ValueError(f"positions must be [M, k, 2], got {positions.shape}")
+    if regions is not None:
+        regions = np.asarray(regions)
+        if regions.dtype != bool or regions.shape != images.shape[:3]:
+            raise ValueError(
+                f"regions must be bool [M, H, W] = {list(images.shape[:3])}, "
+                f"got {regions.dtype} {list(regions.shape)}"
+            )
+    cols = min(cols, len(images))
+    rows = -(-len(images) // cols)
+    from matplotlib.patches import Circle
+
+    fig = _figure(figsize=(2.0 * cols, 2.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    h = images.shape[1]
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, ax in enumerate(axes.flat[: len(images)]):
+        ax.imshow(images[i], interpolation="nearest")
+        if regions is not None and 0 < regions[i].sum() < regions[i].size:
+            ax.contour(regions[i].astype(float), levels=[0.5], colors="cyan", linewidths=1.0)
+        for r, c in positions[i]:
+            if r >= 0:
+                ax.add_patch(Circle((c, r), max(1.5, h / 14), fill=False, color="red", lw=1.5))
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=7)
     fig.suptitle(title)
-    return _save(fig, path)
-
-
-def heatmaps(matrices: dict, path: str, title: str = "") -> str:
-    """Figs. 4/5: a grid of annotated count matrices.
-
-    Args:
-      matrices: {(row_name, column_name): int [K, K]}, e.g. {(model, region): counts};
-        rows of each matrix are original classes, columns reached classes.
-    """
-    if not matrices:
-        raise ValueError("matrices must not be empty")
-    rows = list(dict.fromkeys(r for r, _ in matrices))
-    cols = list(dict.fromkeys(c for _, c in matrices))
-    fig, axes = plt.subplots(
-        len(rows), len(cols), figsize=(3.6 * len(cols), 3.4 * len(rows)), squeeze=False
-    )
-    for i, r in enumerate(rows):
-        for j, c in enumerate(cols):
-            ax = axes[i, j]
-            m = matrices.get((r, c))
-            if m is None:
-                ax.axis("off")
-                continue
-            m = np.asarray(m)
-            ax.imshow(m, cmap="Blues", vmin=0, vmax=max(1, m.max()))
-            if m.shape[0] <= 12:  # counts are readable only on small matrices
-                for (a, b), v in np.ndenumerate(m):
-                    color = "white" if v > 0.6 * max(1, m.max()) else "black"
-                    ax.text(b, a, str(v), ha="center", va="center", fontsize=7, color=color)
-                ax.set_xticks(range(m.shape[1]))
-                ax.set_yticks(range(m.shape[0]))
-            ax.tick_params(labelsize=7)
-            ax.set_title(f"{r} / {c}", fontsize=9)
-            ax.set_xlabel("reached class", fontsize=8)
-            ax.set_ylabel("original class", fontsize=8)
-    fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def fitness_plot(curves: dict, path: str, title: str = "", max_lines: int = 15) -> str:
-    """Fig. 6: per panel the fitness curves (grey) and their mean (red dots); a last
-    panel puts the means together.
+    """Fitness curves: per panel the curves (grey) and their mean (red dots); a last
+    panel puts the means together (the paper's Fig. 6). Returns path.
 
     Args:
-      curves: {name: float [M, G+1]} (rpx.metrics.fitness_curves), e.g. per region.
+      curves: {name: float [M, G+1]}, e.g. `AttackResult.fitness_curve` rows per region.
+      path: where the PNG goes (its folder is created).
       max_lines: grey curves drawn per panel (the first ones); the mean uses all.
     """
     if not curves:
         raise ValueError("curves must not be empty")
     n = len(curves) + 1
-    fig, axes = plt.subplots(1, n, figsize=(3.8 * n, 3.2), squeeze=False)
+    fig = _figure(figsize=(3.8 * n, 3.2))
+    axes = fig.subplots(1, n, squeeze=False)
     means = {}
     for ax, (name, c) in zip(axes[0], curves.items(), strict=False):
         c = np.asarray(c, float)
@@ -139,54 +126,113 @@ def fitness_plot(curves: dict, path: str, title: str = "", max_lines: int = 15) 
     if means:
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def adversarial_grid(
-    images,
-    positions,
-    titles=None,
-    path: str = "examples.png",
-    cols: int = 6,
-    title: str = "",
-    regions=None,
-) -> str:
-    """Adversarial images with their changed pixels circled in red.
+def vulnerable_share(pixel_map, region) -> jnp.ndarray:
+    """Per image, the share of the scanned pixels inside `region` that one pixel fools.
 
     Args:
-      images: uint8 [M, H, W, 3] adversarial images.
-      positions: int [M, k, 2] (row, col) of the changed pixels; (-1, -1) = unchanged.
-      titles: M strings (e.g. "cat -> dog 0.71"), or None.
-      regions: bool [M, H, W], the region each attack was allowed to change, outlined in
-        cyan (nothing is drawn for a region that is the whole image or empty), or None.
+      pixel_map: an `rpx.PixelMap` with fitness [N, H, W] and fooled [N, H, W].
+      region: bool [N, H, W] or [H, W], the pixels to count (e.g. the foreground).
+
+    Returns:
+      float32 [N]: sum(fooled & region & scanned) / sum(region & scanned), where
+      scanned are the pixels the scan evaluated (finite fitness); NaN for an image
+      with no scanned pixel in `region`, so it cannot pass for a share of 0.
     """
-    images = np.asarray(images)
-    positions = np.asarray(positions)
-    if images.ndim != 4 or len(images) == 0:
-        raise ValueError(f"images must be [M, H, W, C] with M >= 1, got {images.shape}")
-    if positions.ndim != 3 or positions.shape[0] != len(images) or positions.shape[2] != 2:
-        raise ValueError(f"positions must be [M, k, 2], got {positions.shape}")
-    if regions is not None:
-        regions = np.asarray(regions)
-        if regions.dtype != bool or regions.shape != images.shape[:3]:
-            raise ValueError(
-                f"regions must be bool [M, H, W] = {list(images.shape[:3])}, "
-                f"got {regions.dtype} {list(regions.shape)}"
-            )
-    cols = min(cols, len(images))
-    rows = -(-len(images) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.2 * rows), squeeze=False)
-    h = images.shape[1]
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, ax in enumerate(axes.flat[: len(images)]):
-        ax.imshow(images[i], interpolation="nearest")
-        if regions is not None and 0 < regions[i].sum() < regions[i].size:
-            ax.contour(regions[i].astype(float), levels=[0.5], colors="cyan", linewidths=1.0)
-        for r, c in positions[i]:
-            if r >= 0:
-                ax.add_patch(plt.Circle((c, r), max(1.5, h / 14), fill=False, color="red", lw=1.5))
-        if titles is not None:
-            ax.set_title(titles[i], fontsize=7)
-    fig.suptitle(title)
-    return _save(fig, path)
+    fooled = jnp.asarray(pixel_map.fooled)
+    region = jnp.asarray(region)
+    if region.dtype != bool:
+        raise ValueError(f"region must be a bool mask, got dtype {region.dtype}")
+    if region.shape not in (fooled.shape, fooled.shape[1:]):
+        raise ValueError(
+            f"region must be [N, H, W] = {fooled.shape} or [H, W] = {fooled.shape[1:]}, "
+            f"got {region.shape}"
+        )
+    counted = jnp.isfinite(pixel_map.fitness) & region
+    total = counted.sum((1, 2))
+    hits = (fooled & counted).sum((1, 2))
+    return jnp.where(total > 0, hits / jnp.maximum(total, 1), jnp.nan).astype(jnp.float32)
+
+
+def heatmap_figure(
+    images,
+    pixel_map,
+    foreground,
+    path: str,
+    *,
+    value_range: tuple[float, float] = (0.0, 255.0),
+    titles=None,
+    columns: int = 8,
+) -> str:
+    """Write a PNG grid: each image overlaid with its scan's fitness heat map.
+
+    Each panel shows the image, the best fitness at every scanned pixel as a
+    semi-transparent heat map (unscanned pixels left clear), a red dot on every pixel
+    where some tried colour fools the classifier, and the foreground outline in white.
+
+    Args:
+      images: [N, H, W, C] (C = 1 or 3), values in value_range.
+      pixel_map: an `rpx.PixelMap` of those images (fitness, fooled [N, H, W]).
+      foreground: bool [N, H, W] or [H, W], outlined; None draws no outline.
+      path: where the PNG goes (its folder must exist).
+      value_range: (lo, hi) of the image values, for display.
+      titles: N strings above the panels; None: index and vulnerable share.
+      columns: panels per row.
+
+    Returns:
+      path.
+    """
+    images = np.asarray(images, np.float32)
+    fitness = np.asarray(pixel_map.fitness, np.float32)
+    fooled = np.asarray(pixel_map.fooled, bool)
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"images must be [N, H, W, C] with C in (1, 3), got {images.shape}")
+    n, h, w, _ = images.shape
+    if fitness.shape != (n, h, w) or fooled.shape != (n, h, w):
+        raise ValueError(f"pixel_map must be of images {(n, h, w)}, got {fitness.shape}")
+    if foreground is not None:
+        foreground = np.broadcast_to(np.asarray(foreground), (n, h, w))
+        if foreground.dtype != bool:
+            raise ValueError(f"foreground must be a bool mask, got dtype {foreground.dtype}")
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"titles must have one entry per image ({n}), got {len(titles)}")
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+        raise ValueError(f"columns must be an integer >= 1, got {columns!r}")
+    lo, hi = value_range
+    shown = np.clip((images - lo) / (hi - lo), 0.0, 1.0)
+    if shown.shape[-1] == 1:
+        shown = np.repeat(shown, 3, axis=-1)
+    share = np.asarray(vulnerable_share(pixel_map, np.ones((h, w), bool)))
+    finite = fitness[np.isfinite(fitness)]
+    vmin, vmax = (0.0, 1.0) if finite.size == 0 else (float(finite.min()), float(finite.max()))
+
+    cols = min(columns, n)
+    rows = math.ceil(n / cols)
+    fig = _figure(figsize=(2.2 * cols, 2.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    heat = None
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i >= n:
+            continue
+        ax.imshow(shown[i], interpolation="nearest")
+        # Masked (unscanned, NaN) pixels stay clear, so the image shows through.
+        heat = ax.imshow(
+            np.ma.masked_invalid(fitness[i]),
+            cmap="magma",
+            alpha=0.55,
+            vmin=vmin,
+            vmax=vmax,
+            interpolation="nearest",
+        )
+        rr, cc = np.nonzero(fooled[i])
+        ax.scatter(cc, rr, s=max(1.0, 600.0 / max(h, w)), c="red", marker="o", linewidths=0)
+        if foreground is not None and foreground[i].any() and not foreground[i].all():
+            ax.contour(foreground[i].astype(float), levels=[0.5], colors="white", linewidths=1)
+        ax.set_title(titles[i] if titles is not None else f"{i}: {share[i]:.0%} fooled", fontsize=8)
+    if heat is not None:
+        fig.colorbar(heat, ax=axes, shrink=0.6, label="fitness (p[label] or p[target])")
+    fig.savefig(path, dpi=100)
+    return path

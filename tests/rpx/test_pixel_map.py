@@ -7,7 +7,7 @@ import pytest
 
 import rpx
 from rpx.pixel_map import corner_colors
-from rpx.pixel_map_plots import heatmap_figure, vulnerable_share
+from rpx.plots import heatmap_figure, vulnerable_share
 from tests.rpx import planted
 
 PATCH = ((2, 5), (3, 6))

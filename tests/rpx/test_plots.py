@@ -1,4 +1,8 @@
-"""rpx.plots: each figure is written as a readable PNG; bad input raises ValueError."""
+"""rpx.plots: each figure is written as a readable PNG; bad input raises ValueError;
+matplotlib is imported only when a figure is drawn."""
+
+import subprocess
+import sys
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -11,30 +15,6 @@ def read(path):
     image = mpimg.imread(path)
     assert image.ndim == 3 and image.shape[0] > 50 and image.shape[1] > 50
     return image
-
-
-def test_target_count_bars(tmp_path):
-    shares = {
-        (region, p): np.eye(10)[i + p]
-        for i, region in enumerate(("original", "foreground", "background"))
-        for p in (1, 3)
-    }
-    one = read(plots.target_count_bars({k: v for k, v in shares.items() if k[1] == 1},
-                                       str(tmp_path / "a.png")))  # fmt: skip
-    two = read(plots.target_count_bars(shares, str(tmp_path / "sub" / "b.png"), "Fig. 3"))
-    assert two.shape[1] > 1.5 * one.shape[1]  # one panel per pixel count
-    with pytest.raises(ValueError, match="shares"):
-        plots.target_count_bars({}, str(tmp_path / "c.png"))
-
-
-def test_heatmaps_grid(tmp_path):
-    m = np.arange(100).reshape(10, 10)
-    one = read(plots.heatmaps({("m", "original"): m}, str(tmp_path / "a.png")))
-    grid = {(model, r): m for model in ("a", "b") for r in ("original", "background")}
-    four = read(plots.heatmaps(grid, str(tmp_path / "b.png")))
-    assert four.shape[0] > 1.5 * one.shape[0] and four.shape[1] > 1.5 * one.shape[1]
-    with pytest.raises(ValueError, match="matrices"):
-        plots.heatmaps({}, str(tmp_path / "c.png"))
 
 
 def test_fitness_plot_with_empty_panel(tmp_path):
@@ -88,3 +68,16 @@ def test_adversarial_grid_outlines_the_regions_in_cyan(tmp_path):
     with pytest.raises(ValueError, match="regions must be bool"):
         plots.adversarial_grid(images, positions, None, str(tmp_path / "e.png"),
                                regions=half.astype(int))  # fmt: skip
+
+
+def test_matplotlib_is_imported_only_when_a_figure_is_drawn(tmp_path):
+    code = (
+        "import sys, numpy as np, rpx, rpx.plots\n"
+        "assert not [m for m in sys.modules if m.startswith('matplotlib')], 'imported'\n"
+        "rpx.plots.fitness_plot({'a': np.zeros((1, 3))}, sys.argv[1])\n"
+        "assert 'matplotlib' in sys.modules and 'matplotlib.pyplot' not in sys.modules\n"
+    )
+    path = str(tmp_path / "f.png")
+    done = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    read(path)

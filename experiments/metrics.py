@@ -1,4 +1,5 @@
-"""The paper's metrics (section IV) as pure functions of attack records.
+"""The paper's metrics (section IV) as pure functions of attack records (experiments'
+own: rpx returns `AttackResult`s; these are what Tables II-IV and Figs. 3-6 report).
 
 A *record* is one attack on one image (one row of an `AttackResult`), as a JSON-able dict
 made by `records`; experiments add their own keys (model, region, pixels, image, ...)

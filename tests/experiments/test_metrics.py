@@ -1,4 +1,4 @@
-"""rpx.metrics against hand-computed examples."""
+"""experiments.metrics against hand-computed examples."""
 
 import math
 import types
@@ -6,7 +6,7 @@ import types
 import numpy as np
 import pytest
 
-from rpx import metrics
+from experiments import metrics
 
 
 def rec(attack="untargeted", image=0, label=0, target=None, success=False, **kw):

@@ -1,8 +1,8 @@
-"""Summaries of results.jsonl: table.md (Tables II and IV, the ablation) and figures/.
+"""The paper's tables from results.jsonl: WORKDIR/table.md (Table II or III, Table IV,
+the restriction ablation), each value ours with the paper's beside it.
 
-Everything here is recomputed from the records alone (plus the clean images and
-foreground masks for the example grid), so a resumed run writes the same summaries as
-an uninterrupted one.
+Everything here is recomputed from the records alone (`experiments.metrics`), so a
+resumed run writes the same table as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -10,11 +10,7 @@ from __future__ import annotations
 import math
 import os
 
-import numpy as np
-
-from experiments import paper
-from rpx import metrics, plots
-from rpx.regions import mask as region_mask
+from experiments import metrics, paper
 
 REGION_ORDER = ("original", "foreground", "background")
 
@@ -99,7 +95,7 @@ def table4_markdown(records: list[dict]) -> str:
 
 
 def table3_markdown(records: list[dict]) -> str:
-    """Table III: per model, rpx.metrics.TABLE3_ROWS x regions, 'ours (paper)'."""
+    """Table III: per model, metrics.TABLE3_ROWS x regions, 'ours (paper)'."""
     one = [r for r in records if r["pixels"] == 1 and r["restriction"] == "table"]
     lines = []
     for (model,), recs in metrics.group(one, "model").items():
@@ -192,93 +188,3 @@ def write_table(workdir: str, records: list[dict], header: str, num_targets=None
     with open(path, "w") as f:
         f.write("\n".join(text))
     return path
-
-
-def apply_pixels(image: np.ndarray, record: dict) -> np.ndarray:
-    """The adversarial image of `record`: `image` with its positions set to its colors."""
-    out = np.array(image, copy=True)
-    for (r, c), color in zip(record["positions"], record["colors"], strict=True):
-        if r >= 0:
-            out[r, c] = np.clip(np.rint(color), 0, 255).astype(out.dtype)
-    return out
-
-
-def write_figures(
-    workdir, records, get, class_names=None, num_targets=None, foreground=None
-) -> list[str]:
-    """WORKDIR/figures/*.png: Figs. 3-6 and example grids; returns the paths.
-
-    get: dataset indices int [M] -> (uint8 images [M, H, W, 3], labels), for the
-    records' "image" keys.
-    foreground: (dataset indices [M], images [M, H, W, 3]) -> bool foreground masks
-    [M, H, W], as the attacks used them; the example grids then outline each region.
-    """
-    folder = os.path.join(workdir, "figures")
-    out = []
-    recs = [r for r in records if r["restriction"] == "table"]
-    for (model,), mrecs in metrics.group(recs, "model").items():
-        tar = [r for r in mrecs if r["attack"] == "targeted"]
-        if tar and num_targets:
-            shares = metrics.by_cell(
-                tar, ("region", "pixels"), lambda rs: metrics.target_counts(rs, num_targets)
-            )
-            out.append(
-                plots.target_count_bars(
-                    shares, os.path.join(folder, f"fig3_targets_{model}.png"), f"{model}: Fig. 3"
-                )
-            )
-        one = [r for r in mrecs if r["pixels"] == min(r["pixels"] for r in mrecs)]
-        k = one[0]["num_classes"]
-        for attack, fig in (("untargeted", "fig4"), ("targeted", "fig5")):
-            maps = {
-                (model, region): metrics.class_pairs(rs, k, attack)
-                for (region,), rs in metrics.group(one, "region").items()
-                if any(r["attack"] == attack for r in rs)
-            }
-            if maps and k <= 20:
-                path = os.path.join(folder, f"{fig}_{attack}_pairs_{model}.png")
-                px = one[0]["pixels"]
-                out.append(
-                    plots.heatmaps(maps, path, f"{model}: {attack} {px}-pixel, Fig. {fig[3]}")
-                )
-        unt = [r for r in one if r["attack"] == "untargeted"]
-        if unt:
-            both = metrics.common_successes(unt)
-            curves = {
-                region: metrics.fitness_curves([r for r in rs if r["image"] in both])
-                for (region,), rs in metrics.group(unt, "region").items()
-            }
-            path = os.path.join(folder, f"fig6_fitness_{model}.png")
-            title = (
-                f"{model}: untargeted {unt[0]['pixels']}-pixel, images successful in all regions"
-            )
-            out.append(plots.fitness_plot(curves, path, title))
-            out.append(_examples(folder, model, unt, get, class_names, foreground))
-    return out
-
-
-def _examples(folder, model, unt, get, class_names, foreground, per_region: int = 6) -> str:
-    """A grid of successful untargeted examples, `per_region` per region, each region
-    outlined when `foreground` is given."""
-    chosen = []
-    for (_,), rs in metrics.group(unt, "region").items():
-        chosen += [r for r in rs if r["success"]][:per_region]
-    if not chosen:
-        chosen = unt[:per_region]
-    name = (lambda c: class_names[c]) if class_names else str
-    indices = np.array([r["image"] for r in chosen])
-    clean = get(indices)[0]
-    adv = np.stack([apply_pixels(image, r) for image, r in zip(clean, chosen, strict=True)])
-    titles = [
-        f"{r['region']}\n{name(r['label'])}->{name(r['predicted'])} {r['confidence']:.2f}"
-        for r in chosen
-    ]
-    regions = None
-    if foreground is not None:
-        fg = np.asarray(foreground(indices, clean), bool)
-        regions = np.stack([region_mask(r["region"], m) for r, m in zip(chosen, fg, strict=True)])
-    positions = np.array([r["positions"] for r in chosen])
-    path = os.path.join(folder, f"examples_{model}.png")
-    return plots.adversarial_grid(
-        adv, positions, titles, path, title=f"{model}: examples", regions=regions
-    )
