@@ -17,69 +17,15 @@ import argparse
 import os
 import sys
 
-import cv2
-import numpy as np
-
-from experiments import cli, figures, masks, tables
+from experiments import classifiers, cli, figures, masks, store, tables
+from experiments.grid import run_grid
+from experiments.images import ResizedImages
 
 DEFAULTS = dict(
     region="all", models="alexnet,resnet50,vgg16_imagenet", pixels="1", attack="untargeted",
     samples=420, population=400, generations=100, restriction="table", seed=0,
     batch_size=16, workdir="runs/imagenet", classifiers="train/assets",
 )  # fmt: skip
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-class Images:
-    """Random access to resized RGB uint8 images: `images(indices) -> ([M, S, S, 3], labels)`."""
-
-    def __init__(self, args):
-        self.size = args.image_size
-        self.labels = None  # all labels, where known without reading the images
-        if args.image_folder:
-            files, labels = folder_files(args.image_folder)
-            self.labels = labels
-            self.read = lambda i: (cv2.cvtColor(cv2.imread(files[i]), cv2.COLOR_BGR2RGB), labels[i])
-            self.total = len(files)
-            self.name = f"folder {os.path.abspath(args.image_folder)}"
-        else:
-            from train import datasets
-
-            src = datasets.source("imagenet2012", args.split, args.data_dir)
-
-            def example(i):
-                e = src[i]  # decodes the image: read it once
-                return np.asarray(e["image"]), int(e["label"])
-
-            self.read = example
-            self.total = len(src)
-            self.name = f"imagenet2012/{args.split} from {args.data_dir or 'tfds'}"
-
-    def __call__(self, indices):
-        examples = [self.read(int(i)) for i in indices]
-        images = np.stack([self._resized(image) for image, _ in examples])
-        return images, np.array([label for _, label in examples], np.int64)
-
-    def _resized(self, image):
-        if image.shape[:2] == (self.size, self.size):
-            return image.astype(np.uint8)
-        return cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
-
-
-def folder_files(root: str) -> tuple[list[str], np.ndarray]:
-    """Image files under root/<class>/ and their labels (sorted class-folder order)."""
-    if not os.path.isdir(root):
-        raise ValueError(f"--image-folder {root} is not a folder")
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-    files, labels = [], []
-    for label, name in enumerate(classes):
-        for f in sorted(os.listdir(os.path.join(root, name))):
-            if f.lower().endswith(IMAGE_SUFFIXES):
-                files.append(os.path.join(root, name, f))
-                labels.append(label)
-    if not files:
-        raise ValueError(f"--image-folder {root} holds no images in class sub-folders")
-    return files, np.asarray(labels, np.int64)
 
 
 def check_flags(args) -> None:
@@ -102,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.imagenet", description=__doc__)
-    cli.add_grid_flags(p, DEFAULTS["models"], DEFAULTS["pixels"], DEFAULTS["attack"])
+    cli.add_grid_flags(p, DEFAULTS)
     p.add_argument("--split", default="validation", help="tfds split (default validation)")
     p.add_argument("--image-folder", help="folder of class sub-folders of images")
     p.add_argument("--image-size", type=int, default=224, help="images are resized to this")
@@ -111,27 +57,30 @@ def _main(argv) -> int:
     args = cli.resolve(p.parse_args(argv), {}, DEFAULTS)
     grid = cli.grid_from(args, "imagenet2012")
     check_flags(args)
-    get = Images(args)
-    size = (get.size, get.size, 3)
-    loaded = cli.load_classifiers(grid, "imagenet2012", "--data-dir=DATA", size)
-    if get.labels is not None:
-        cli.check_labels(get.labels, loaded, get.name)
+    images = ResizedImages(args.image_size, args.image_folder, args.split, args.data_dir)
+    size = (images.size, images.size, 3)
+    loaded = classifiers.load(grid, "imagenet2012", "--data-dir=DATA", size)
+    if images.labels is not None:
+        classifiers.check_labels(images.labels, loaded, images.name)
     cache = os.path.join(args.workdir, "masks-u2net.npz")
     foreground = masks.u2net_masks(args.u2net, cache, args.u2net_size)
-    print(cli.budget_line(grid, 420))
+    budget = grid.budget_line(paper_samples=420)
+    print(budget)
     settings = dict(
-        dataset="imagenet2012", source=get.name, seed=grid.seed, population=grid.population,
-        generations=grid.generations, image_size=get.size, u2net=masks.file_identity(args.u2net),
-        u2net_size=args.u2net_size,
+        dataset="imagenet2012", source=images.name, seed=grid.seed, population=grid.population,
+        generations=grid.generations, image_size=images.size,
+        u2net=masks.file_identity(args.u2net), u2net_size=args.u2net_size,
     )  # fmt: skip
-    header = f"# ImageNet results\n\n{cli.budget_line(grid, 420)}; data {get.name}."
-
-    def summarise(records):
-        yield tables.write_table(args.workdir, records, header, table3=True)
-        yield from figures.write_figures(args.workdir, records, get, foreground=foreground)
-
-    with cli.open_workdir(args.workdir, settings, loaded) as results:
-        return cli.run(grid, results, get.total, get, loaded, foreground, summarise)
+    with store.open_workdir(args.workdir, settings, classifiers.digests(loaded)) as results:
+        run_grid(grid, results, images, loaded, foreground)
+        header = f"# ImageNet results\n\n{budget}; data {images.name}."
+        written = [tables.write_table(args.workdir, results.records, header, table3=True)]
+        written += figures.write_figures(
+            args.workdir, results.records, images, foreground=foreground
+        )
+    for path in written:
+        print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -13,103 +13,59 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import jax
 import numpy as np
 
 import rpx
-from experiments import cifar, cli, common, masks, store
-from rpx.plots import heatmap_figure, vulnerable_share
-
-COMPACT = os.path.join(cifar.ASSETS, "cifar10_compact")
-DATA = os.path.join(cifar.ASSETS, "cifar10_test_sample100.npz")
+from experiments import classifiers, cli, masks, scan_vs_de, store
+from experiments.grid import Grid, pick_samples
+from experiments.images import ASSETS, cifar10_test
+from rpx.plots import heatmap_figure
 
 
 def _main(argv) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.pixel_maps", description=__doc__)
-    p.add_argument("--model", default=COMPACT, help="classifier workdir (default: compact)")
-    p.add_argument("--data-file", default=DATA, help="one .npz with `image` and `label`")
+    p.add_argument("--model", default=os.path.join(ASSETS, "cifar10_compact"))
+    p.add_argument("--data-file", default=os.path.join(ASSETS, "cifar10_test_sample100.npz"))
     p.add_argument("--masks", help="a mask cache of the same images (python -m experiments.masks)")
     for flag, default in dict(samples=20, population=400, generations=100, seed=0).items():
         p.add_argument(f"--{flag}", type=int, default=default)
     p.add_argument("--workdir", default="runs/pixel-maps")
     args = p.parse_args(argv)
-    fixed = dict(region="all", pixels="1", attack="untargeted", restriction="table")
-    vars(args).update(fixed, data_dir=None, models=f"m={args.model}", batch_size=16)
-    grid = cli.grid_from(args, "cifar10")
+    grid = Grid(models={"m": args.model}, regions=rpx.regions.REGION_NAMES, pixels=(1,),
+                attacks=("untargeted",), samples=args.samples, seed=args.seed,
+                population=args.population, generations=args.generations)  # fmt: skip
     cli.check_files(data_file=args.data_file, masks=args.masks)
-    images, labels, source = cifar.load_images(args)
-    loaded = cli.load_classifiers(grid, "cifar10", "--data-dir=DATA", images.shape[1:])
-    cli.check_labels(labels, loaded, source)
+    images = cifar10_test(args.data_file)
+    loaded = classifiers.load(grid, "cifar10", "--data-dir=DATA", images.images.shape[1:])
+    classifiers.check_labels(images.labels, loaded, images.name)
     predict, info = loaded["m"]
-    data = common.data_identity(images, labels)
+    data = rpx.segment.data_identity(images.images, images.labels)
     given = masks.given_masks(args.masks, data) if args.masks else None
     with store.locked(args.workdir):
         os.makedirs(os.path.join(args.workdir, "figures"), exist_ok=True)
-        cache = given or masks.workdir_masks(os.path.join(args.workdir, "masks.npz"), images, data)
-        get = lambda i: (images[i], labels[i])  # noqa: E731
-        idx, clean = common.pick_samples(predict, get, len(images), args.samples, args.seed)
-        x, y, fg = images[idx], clean.argmax(1).astype(np.int32), np.asarray(cache[idx])
-        print(budget := cli.budget_line(grid, 500))
-
-        start = time.perf_counter()
-        scan = jax.block_until_ready(rpx.pixel_map(predict, x, y))
-        scan_s = time.perf_counter() - start
-        share_fg = np.asarray(vulnerable_share(scan, fg))
-        share_bg = np.asarray(vulnerable_share(scan, ~fg))
-        config = rpx.AttackConfig(
-            pixels=1, population=args.population, generations=args.generations
-        )
-        fooled = np.asarray(scan.fooled)
-        per_region, de_s = {}, 0.0
-        for name in rpx.regions.REGION_NAMES:
-            mask = np.asarray(rpx.regions.mask(name, fg))
-            vulnerable = (fooled & mask).any((1, 2))
-            key = common.cell_key(args.seed, "m", name, 1, "table", "untargeted")
-            start = time.perf_counter()
-            de = rpx.run(predict, x, y, region=mask, config=config, key=key, progress=False)
-            success = np.asarray(de.success)
-            de_s += time.perf_counter() - start
-            per_region[name] = dict(
-                images=len(idx), scan_vulnerable=int(vulnerable.sum()),
-                de_success=int(success.sum()), missed_by_de=int((vulnerable & ~success).sum()),
-                de_only=int((success & ~vulnerable).sum()),
-            )  # fmt: skip
+        path = os.path.join(args.workdir, "masks.npz")
+        cache = given or masks.workdir_masks(path, images.images, data)
+        idx, clean = pick_samples(predict, images, images.total, grid.samples, grid.seed)
+        x, y, fg = images.images[idx], clean.argmax(1).astype(np.int32), np.asarray(cache[idx])
+        print(budget := grid.budget_line(paper_samples=500))
+        scan, out = scan_vs_de.compare(predict, x, y, fg, grid)
         shown = slice(0, min(16, len(idx)))
         figure = heatmap_figure(
             x[shown], jax.tree.map(lambda a: a[shown], scan), fg[shown],
             os.path.join(args.workdir, "figures", "heatmaps.png"),
         )  # fmt: skip
         settings = dict(
-            model=args.model, classifier=info, data=f"{source} ({data})", masks=cache.settings,
-            seed=args.seed, samples=len(idx), dataset_indices=idx.tolist(),
-            population=args.population, generations=args.generations, budget=budget,
-            scan="every pixel x 8 cube corners",
-            scan_evaluations_per_image=int(fg[0].size * 8),
+            model=args.model, classifier=info, data=f"{images.name} ({data})",
+            masks=cache.settings, seed=grid.seed, samples=len(idx), dataset_indices=idx.tolist(),
+            population=grid.population, generations=grid.generations, budget=budget,
+            scan="every pixel x 8 cube corners", scan_evaluations_per_image=int(fg[0].size * 8),
         )  # fmt: skip
-        out = dict(
-            settings=settings,
-            seconds=dict(scan=round(scan_s, 1), de=round(de_s, 1)),
-            regions=per_region,
-            mean_vulnerable_share=dict(
-                foreground=float(np.nanmean(share_fg)), background=float(np.nanmean(share_bg))
-            ),
-            per_image_share=dict(foreground=share_fg.tolist(), background=share_bg.tolist()),
-        )
         with open(os.path.join(args.workdir, "pixel_maps.json"), "w") as f:
-            json.dump(out, f, indent=1, default=str)
-        print("| region | images | scan-vulnerable | DE successes | missed by DE | DE only |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for name, r in per_region.items():
-            print(f"| {name} | {' | '.join(str(v) for v in r.values())} |")
-        share = out["mean_vulnerable_share"]
-        print(f"mean vulnerable share: foreground {share['foreground']:.2%}, "
-              f"background {share['background']:.2%}")  # fmt: skip
-        print(
-            f"scan {scan_s:.1f} s, DE {de_s:.1f} s; wrote {args.workdir}/pixel_maps.json, {figure}"
-        )
-        return 0
+            json.dump(dict(settings=settings, **out), f, indent=1, default=str)
+    print("\n".join(scan_vs_de.report(out)) + f"; wrote {args.workdir}/pixel_maps.json, {figure}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,8 @@ line of another shape is refused, and the file left as it is. The settings that 
 the results comparable (budget, seed, data, each classifier's parameter digest) are kept
 in `settings.json` beside the file, and a re-run with other settings is refused rather
 than mixed in. `locked(workdir)` holds WORKDIR/run.lock for the whole run, so a second
-run on the same workdir is refused instead of writing every row twice.
+run on the same workdir is refused instead of writing every row twice. `open_workdir`
+does all three in order for a run: lock, read results.jsonl, check settings.json.
 """
 
 from __future__ import annotations
@@ -220,3 +221,15 @@ def locked(workdir: str):
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def open_workdir(workdir: str, settings: dict, models: dict):
+    """Lock WORKDIR for the `with` block, read and check its results.jsonl, then check
+    (or write) settings.json with `models` ({name: parameter digest}, see
+    `check_settings`); yields the ResultStore. Nothing is written when any of it is
+    refused."""
+    with locked(workdir):
+        results = ResultStore(os.path.join(workdir, "results.jsonl"))
+        check_settings(workdir, settings, models)
+        yield results

@@ -188,7 +188,7 @@ def test_demo_preset_is_a_valid_reduced_grid():
     from experiments import cli
 
     p = cifar.argparse.ArgumentParser()
-    cli.add_grid_flags(p, "", "", "")
+    cli.add_grid_flags(p, cifar.DEFAULTS)
     args = cli.resolve(p.parse_args(["--preset=demo"]), cifar.PRESETS, cifar.DEFAULTS)
     grid = cli.grid_from(args, "cifar10")
     assert args.data_file.endswith(os.path.join("train", "assets", "cifar10_test_sample100.npz"))
@@ -198,7 +198,7 @@ def test_demo_preset_is_a_valid_reduced_grid():
         "foreground",
         "background",
     )
-    assert "REDUCED" in cli.budget_line(grid, 500)
+    assert "REDUCED" in grid.budget_line(paper_samples=500)
 
 
 def test_masks_flag_reuses_a_cache_of_the_same_images(tmp_path, data, full_run, tiny_classifier,

@@ -11,6 +11,7 @@ import pytest
 
 import train
 from experiments import imagenet, masks
+from experiments.images import ResizedImages, folder_files
 from rpx import segment
 from rpx.segment.pth import save_state_dict
 from tests.experiments.tiny import lock_held_by_another_process, snapshot, tiny_predict
@@ -67,7 +68,7 @@ def test_imagenet_end_to_end_and_rerun(tmp_path, folder, monkeypatch):
     assert len(lines) == 4 * 3
     assert {r["region"] for r in lines} == {"original", "foreground", "background"}
     assert all(r["attack"] == "untargeted" and len(r["clean_top"]) == 5 for r in lines)
-    files = imagenet.folder_files(folder[0])[0]
+    files = folder_files(folder[0])[0]
     assert not {r["image"] for r in lines} & {
         i for i, f in enumerate(files) if os.path.basename(f) in ("0.png", "1.png")
     }
@@ -99,19 +100,15 @@ def test_imagenet_bad_input(tmp_path, folder, monkeypatch, capsys):
 
 
 def test_images_from_an_npz_data_dir_are_resized(tmp_path):
-    import argparse
-
-    images = np.arange(3 * 40 * 40 * 3, dtype=np.uint32).reshape(3, 40, 40, 3) % 251
-    np.savez(tmp_path / "imagenet2012-validation.npz", image=images.astype(np.uint8),
+    arrays = np.arange(3 * 40 * 40 * 3, dtype=np.uint32).reshape(3, 40, 40, 3) % 251
+    np.savez(tmp_path / "imagenet2012-validation.npz", image=arrays.astype(np.uint8),
              label=np.array([7, 8, 9]))  # fmt: skip
-    args = argparse.Namespace(image_size=20, image_folder=None, split="validation",
-                              data_dir=str(tmp_path))  # fmt: skip
-    get = imagenet.Images(args)
+    get = ResizedImages(20, None, "validation", str(tmp_path))
     assert get.total == 3
     out, labels = get(np.array([2, 0]))
     assert out.shape == (2, 20, 20, 3) and out.dtype == np.uint8
     assert labels.tolist() == [9, 7]
-    expected = cv2.resize(images[2].astype(np.uint8), (20, 20), interpolation=cv2.INTER_AREA)
+    expected = cv2.resize(arrays[2].astype(np.uint8), (20, 20), interpolation=cv2.INTER_AREA)
     np.testing.assert_array_equal(out[0], expected)
 
 

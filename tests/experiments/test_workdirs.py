@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import train
-from experiments import cifar, cli
+from experiments import cifar, classifiers
 from rpx import segment
 from tests.experiments.tiny import (
     lock_held_by_another_process,
@@ -107,7 +107,7 @@ def test_a_new_workdir_in_use_gets_no_masks(data, tmp_path, tiny, capsys):
 
 def test_another_classifier_under_a_recorded_name_is_refused(data, copy, monkeypatch, capsys):
     settings = json.load(open(os.path.join(copy, "settings.json")))
-    assert settings["models"] == {"tiny": cli.classifier_identity(tiny_predict(), (32, 32, 3))[1]}
+    assert settings["models"] == {"tiny": classifiers.identity(tiny_predict(), (32, 32, 3))[1]}
     before = snapshot(copy)
     other = tiny_predict(seed=1)
     monkeypatch.setattr(train, "load_classifier", lambda w: (other, {"model": "tiny"}))
@@ -119,13 +119,13 @@ def test_another_classifier_under_a_recorded_name_is_refused(data, copy, monkeyp
 
 def test_classifier_identity_is_the_parameters():
     shape = (32, 32, 3)
-    k, a = cli.classifier_identity(tiny_predict(), shape)
-    assert k == 10 and a == cli.classifier_identity(tiny_predict(), shape)[1]
-    assert a != cli.classifier_identity(tiny_predict(seed=1), shape)[1]
-    assert a != cli.classifier_identity(tiny_predict(scale=5.0), shape)[1]
+    k, a = classifiers.identity(tiny_predict(), shape)
+    assert k == 10 and a == classifiers.identity(tiny_predict(), shape)[1]
+    assert a != classifiers.identity(tiny_predict(seed=1), shape)[1]
+    assert a != classifiers.identity(tiny_predict(scale=5.0), shape)[1]
     # A shipped checkpoint: the same digest from two loads, a different one from another net.
-    one = cli.classifier_identity(train.load_classifier(COMPACT)[0], shape)
-    assert one == cli.classifier_identity(train.load_classifier(COMPACT)[0], shape)
+    one = classifiers.identity(train.load_classifier(COMPACT)[0], shape)
+    assert one == classifiers.identity(train.load_classifier(COMPACT)[0], shape)
     assert one[0] == 10 and one[1] != a
 
 

@@ -1,16 +1,18 @@
-"""The experiment grid shared by experiments.cifar and experiments.imagenet.
+"""The experiment grid: what to run (`Grid`) and running it (`run_grid`).
 
 For each classifier: pick the samples (seeded, among correctly classified images), get
 their foreground masks, then for each (pixel count, restriction, region, attack) cell run
-the rows that results.jsonl does not hold yet and append each record as soon as its row
-is done. Each cell has its own key (seed and cell name) and each row its own index
-(image position x targets), so a resumed run gives the same records as an
-uninterrupted one.
+the rows that results.jsonl does not hold yet with `rpx.run(rows=...)` and append each
+record as soon as its row is done. Rows are image-major, as in `rpx.run`: with targets
+[N, T], row n * T + t attacks image n towards target[n, t]. Each cell has its own key
+(seed and cell name) and each row its own index, so a resumed run gives the same
+records as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 import zlib
 from collections.abc import Callable
 
@@ -20,19 +22,26 @@ import numpy as np
 from tqdm import tqdm
 
 import rpx
-from experiments import engine, metrics
+from experiments import metrics
 from experiments.store import ResultStore, record_key
 from rpx import regions
-from rpx.segment.cache import data_identity  # noqa: F401  (count + SHA-256 of images, labels)
 
 ATTACKS = ("untargeted", "targeted")
+RESTRICTIONS = ("table", "restore")
 
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
-    """What to run. models: name -> classifier workdir. samples: images per model."""
+    """What to run; the fields are the experiments' flags of the same names, checked on
+    construction (ValueError naming the flag).
 
-    models: dict
+    models: name -> classifier workdir; regions, pixels, attacks, restrictions: the cells
+    (every combination is run); samples: images per model; seed: picks the samples and
+    seeds every cell; population, generations: the DE budget; batch_size: images
+    searched at once (`rpx.run`'s slots).
+    """
+
+    models: dict[str, str]
     regions: tuple[str, ...]
     pixels: tuple[int, ...]
     attacks: tuple[str, ...]
@@ -43,36 +52,38 @@ class Grid:
     generations: int = 100
     batch_size: int = 16
 
+    def __post_init__(self):
+        for flag in ("samples", "population", "generations", "batch_size"):
+            least = 4 if flag == "population" else 1
+            if getattr(self, flag) < least:
+                raise ValueError(f"--{flag.replace('_', '-')} must be >= {least}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"--seed must be in [0, 2**32), got {self.seed}")
+        if not self.pixels or min(self.pixels) < 1:
+            raise ValueError(f"--pixels must be >= 1, got {list(self.pixels)}")
+        for flag, values, choices in (
+            ("region", self.regions, regions.REGION_NAMES),
+            ("attack", self.attacks, ATTACKS),
+            ("restriction", self.restrictions, RESTRICTIONS),
+        ):
+            if not values or not set(values) <= set(choices):
+                raise ValueError(f"--{flag}: {list(values)} not among {', '.join(choices)}")
+        if not self.models:
+            raise ValueError("--models must not be empty")
 
-def parse_list(flag: str, text: str, choices=None, kind=str) -> tuple:
-    """A comma list flag -> tuple; "all" means every choice. ValueError names the flag."""
-    items = [s.strip() for s in str(text).split(",") if s.strip()]
-    if choices is not None and items == ["all"]:
-        return tuple(choices)
-    if not items:
-        raise ValueError(f"--{flag} must not be empty")
-    try:
-        values = tuple(kind(s) for s in items)
-    except ValueError:
-        raise ValueError(
-            f"--{flag} must be a comma list of {kind.__name__}, got {text!r}"
-        ) from None
-    if choices is not None:
-        bad = [v for v in values if v not in choices]
-        if bad:
-            raise ValueError(f"--{flag}: {bad} not among {', '.join(map(str, choices))} (or all)")
-    if len(set(values)) != len(values):
-        raise ValueError(f"--{flag} lists a value twice: {text!r}")
-    return values
-
-
-def attacks_flag(text: str) -> tuple[str, ...]:
-    """--attack: untargeted, targeted or both."""
-    if text == "both":
-        return ATTACKS
-    if text not in ATTACKS:
-        raise ValueError(f"--attack must be untargeted, targeted or both, got {text!r}")
-    return (text,)
+    def budget_line(self, paper_samples: int) -> str:
+        """One line stating the budget, flagged when smaller than the paper's."""
+        line = (
+            f"budget: {self.samples} images per model, population {self.population}, "
+            f"{self.generations} generations, pixels {list(self.pixels)}, "
+            f"attacks {list(self.attacks)}, regions {list(self.regions)}"
+        )
+        if self.samples < paper_samples or self.population < 400 or self.generations < 100:
+            line += (
+                f" (REDUCED: the paper used {paper_samples} images, population 400, "
+                "100 generations)"
+            )
+        return line
 
 
 def pick_samples(predict, get, total: int, count: int, seed: int, batch: int = 256):
@@ -129,32 +140,28 @@ def cell_key(seed: int, model: str, region: str, pixels: int, restriction: str, 
 def run_grid(
     grid: Grid,
     store: ResultStore,
-    total: int,
-    get: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-    load_model: Callable[[str], tuple[Callable, dict]],
+    images,
+    classifiers: dict,
     foreground: Callable[[np.ndarray, np.ndarray], np.ndarray],
     log: Callable[[str], None] = print,
-) -> dict:
-    """Run every missing row of the grid, appending records to `store` as they finish.
+) -> None:
+    """Run every missing row of the grid, appending records to `store` as they finish,
+    then log how many are new and how long they took.
 
     Args:
-      total: the number of test images; get: indices int [M] -> (uint8 images
-        [M, H, W, 3], true labels int [M]).
-      load_model: model name -> (predict, info), e.g. from train.load_classifier.
+      images: the test images (`experiments.images`): `images.total` of them, and
+        `images(indices int [M]) -> (uint8 [M, H, W, 3], true labels int [M])`.
+      classifiers: {model name: (predict, info)} for every model of the grid.
       foreground: (indices [M], images [M, H, W, 3]) -> bool [M, H, W] foreground masks.
-
-    Returns:
-      {model: {"samples": int [M] dataset indices, "info": classifier info}}.
     """
-    picked = {}
+    before, start = len(store), time.perf_counter()
     for model in grid.models:
-        predict, info = load_model(model)
-        idx, clean = pick_samples(predict, get, total, grid.samples, grid.seed)
+        predict, _ = classifiers[model]
+        idx, clean = pick_samples(predict, images, images.total, grid.samples, grid.seed)
         if len(idx) < grid.samples:
             log(f"{model}: only {len(idx)} test images are classified correctly; using them all")
-        picked[model] = {"samples": idx, "info": info}
-        images = get(idx)[0]
-        fg = np.asarray(foreground(idx, images))
+        x = images(idx)[0]
+        fg = np.asarray(foreground(idx, x))
         for pixels in grid.pixels:
             for restriction in grid.restrictions:
                 config = rpx.AttackConfig(
@@ -166,15 +173,13 @@ def run_grid(
                 for region in grid.regions:
                     mask = regions.mask(region, fg)
                     for attack in grid.attacks:
-                        cell = dict(
-                            model=model,
-                            region=region,
-                            pixels=pixels,
-                            restriction=restriction,
-                            attack=attack,
-                        )
-                        _run_cell(grid, store, cell, predict, images, idx, clean, mask, config)
-    return picked
+                        cell = dict(model=model, region=region, pixels=pixels,
+                                    restriction=restriction, attack=attack)  # fmt: skip
+                        _run_cell(grid, store, cell, predict, x, idx, clean, mask, config)
+    log(
+        f"{len(store) - before} new results in {time.perf_counter() - start:.1f} s "
+        f"({before} already in {store.path})"
+    )
 
 
 def _run_cell(grid, store, cell, predict, images, idx, clean, mask, config) -> None:
@@ -204,15 +209,15 @@ def _run_cell(grid, store, cell, predict, images, idx, clean, mask, config) -> N
 
     name = "/".join(str(v) for v in cell.values())
     tqdm.write(f"{name}: {len(missing)} of {len(idx) * per_image} rows to run")
-    engine.attack_rows(
+    rpx.run(
         predict,
         images,
         labels,
         mask,
         targets,
-        np.asarray(missing),
         config=config,
         key=cell_key(grid.seed, **cell),
-        callback=write,
         batch_size=grid.batch_size,
+        callback=write,
+        rows=np.asarray(missing),
     )
