@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from rpx.segment.figures import outline_grid, save_png
+from experiments.mask_figures import outline_grid, save_png
 from rpx.segment.grabcut import GrabCutSettings, grabcut, path_counts
 from rpx.segment.synthetic import iou, planted_discs
 

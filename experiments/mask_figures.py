@@ -1,8 +1,9 @@
-"""Pictures for a human check of masks: outline grids and the foreground-fraction histogram.
+"""Pictures for a human check of masks: outline grids and the foreground-fraction histogram
+(docs/segmentation/ shows them for the CIFAR-10 GrabCut masks).
 
-    python -m rpx.segment.figures --masks MASKS.npz --images IMAGES.npz --out docs/segmentation
+    python -m experiments.mask_figures --masks MASKS.npz --images IMAGES.npz --out docs/segmentation
 
-`MASKS.npz` is a mask cache (rpx.segment.cache); `IMAGES.npz` holds `image` uint8
+`MASKS.npz` is a mask cache (rpx.segment.MaskCache); `IMAGES.npz` holds `image` uint8
 [N, H, W, 3] (e.g. ../shared/data/cifar10-test-first932.npz) in the cache's index order.
 """
 
@@ -109,7 +110,7 @@ def fraction_histogram(masks: np.ndarray, paths: np.ndarray, path: str, title: s
 def main(argv: list[str] | None = None) -> int:
     from rpx.segment.cache import MaskCache
 
-    parser = argparse.ArgumentParser(prog="python -m rpx.segment.figures", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m experiments.mask_figures", description=__doc__)
     parser.add_argument("--masks", required=True, help="mask cache .npz")
     parser.add_argument("--images", required=True, help=".npz with `image` uint8 [N,H,W,3]")
     parser.add_argument("--out", required=True, help="output folder")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from experiments.mask_figures import PATH_COLOURS, main, outline_grid
 from rpx.segment.cache import save_masks
-from rpx.segment.figures import PATH_COLOURS, main, outline_grid
 
 
 def test_outline_grid_draws_path_coloured_outlines():
