@@ -110,12 +110,12 @@ def apply_pixels(image: np.ndarray, record: dict) -> np.ndarray:
 
 
 def write_figures(
-    workdir, records, get, class_names=None, num_targets=None, foreground=None
+    workdir, records, images, class_names=None, num_targets=None, foreground=None
 ) -> list[str]:
     """WORKDIR/figures/*.png: Figs. 3-6 and example grids; returns the paths.
 
-    get: dataset indices int [M] -> (uint8 images [M, H, W, 3], labels), for the
-    records' "image" keys.
+    images: dataset indices int [M] -> (uint8 images [M, H, W, 3], labels), for the
+    records' "image" keys (e.g. `experiments.images`).
     foreground: (dataset indices [M], images [M, H, W, 3]) -> bool foreground masks
     [M, H, W], as the attacks used them; the example grids then outline each region.
     """
@@ -159,11 +159,11 @@ def write_figures(
                 f"{model}: untargeted {unt[0]['pixels']}-pixel, images successful in all regions"
             )
             out.append(plots.fitness_plot(curves, path, title))
-            out.append(_examples(folder, model, unt, get, class_names, foreground))
+            out.append(_examples(folder, model, unt, images, class_names, foreground))
     return out
 
 
-def _examples(folder, model, unt, get, class_names, foreground, per_region: int = 6) -> str:
+def _examples(folder, model, unt, images, class_names, foreground, per_region: int = 6) -> str:
     """A grid of successful untargeted examples, `per_region` per region, each region
     outlined when `foreground` is given."""
     chosen = []
@@ -173,7 +173,7 @@ def _examples(folder, model, unt, get, class_names, foreground, per_region: int 
         chosen = unt[:per_region]
     name = (lambda c: class_names[c]) if class_names else str
     indices = np.array([r["image"] for r in chosen])
-    clean = get(indices)[0]
+    clean = images(indices)[0]
     adv = np.stack([apply_pixels(image, r) for image, r in zip(clean, chosen, strict=True)])
     titles = [
         f"{r['region']}\n{name(r['label'])}->{name(r['predicted'])} {r['confidence']:.2f}"

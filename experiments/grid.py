@@ -86,26 +86,28 @@ class Grid:
         return line
 
 
-def pick_samples(predict, get, total: int, count: int, seed: int, batch: int = 256):
+def pick_samples(predict, images, count: int, seed: int, batch: int = 256):
     """`count` images picked at random (seeded) among those `predict` classifies right.
 
-    Walks a seeded permutation of all `total` images, classifying batch by batch, so a
-    larger `count` with the same seed extends the same list (a grown run keeps its
-    records). `get(indices int [M]) -> (uint8 images [M, H, W, 3], labels int [M])`.
+    Walks a seeded permutation of all `images.total` images, classifying batch by batch,
+    so a larger `count` with the same seed extends the same list (a grown run keeps its
+    records). `images(indices int [M]) -> (uint8 [M, H, W, 3], labels int [M])`, as in
+    `experiments.images`.
 
     Returns:
       indices int [M] (M <= count: fewer if fewer are correct), clean probs float32 [M, K].
     """
     if count < 1:
         raise ValueError(f"samples must be >= 1, got {count}")
+    total = images.total
     order = np.random.default_rng(seed).permutation(total)
     run = jax.jit(predict)
     picked, probs = [], []
     with tqdm(total=count, desc="pick samples", unit="img", leave=False) as bar:
         for start in range(0, total, batch):
             idx = order[start : start + batch]
-            images, labels = get(idx)
-            p = np.asarray(run(jnp.asarray(images, jnp.float32)))
+            x, labels = images(idx)
+            p = np.asarray(run(jnp.asarray(x, jnp.float32)))
             labels = np.asarray(labels)
             if labels.min() < 0 or labels.max() >= p.shape[1]:
                 raise ValueError(
@@ -157,7 +159,7 @@ def run_grid(
     before, start = len(store), time.perf_counter()
     for model in grid.models:
         predict, _ = classifiers[model]
-        idx, clean = pick_samples(predict, images, images.total, grid.samples, grid.seed)
+        idx, clean = pick_samples(predict, images, grid.samples, grid.seed)
         if len(idx) < grid.samples:
             log(f"{model}: only {len(idx)} test images are classified correctly; using them all")
         x = images(idx)[0]

@@ -47,7 +47,7 @@ def _main(argv) -> int:
         os.makedirs(os.path.join(args.workdir, "figures"), exist_ok=True)
         path = os.path.join(args.workdir, "masks.npz")
         cache = given or masks.workdir_masks(path, images.images, data)
-        idx, clean = pick_samples(predict, images, images.total, grid.samples, grid.seed)
+        idx, clean = pick_samples(predict, images, grid.samples, grid.seed)
         x, y, fg = images.images[idx], clean.argmax(1).astype(np.int32), np.asarray(cache[idx])
         print(budget := grid.budget_line(paper_samples=500))
         scan, out = scan_vs_de.compare(predict, x, y, fg, grid)
