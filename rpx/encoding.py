@@ -40,6 +40,8 @@ class Layout:
     value_range: tuple[float, float]
     integer_colors: bool  # uint8-like images: colours snap to whole values
     color_dtype: str = "float32"  # the images' dtype: colours are rounded to what it holds
+    # Colour genes pick a corner of the colour cube: lo below 0.5, hi from 0.5 (sparse_rs).
+    corner_colors: bool = False
 
     @property
     def coordinate_genes(self) -> int:
@@ -102,7 +104,9 @@ def decode(layout: Layout, genes: jax.Array, table: jax.Array, count: jax.Array,
     else:
         flat = table[_bucket(coord[:, 0], jnp.maximum(count, 1))]
     lo, hi = layout.value_range
-    if layout.integer_colors:
+    if layout.corner_colors:
+        colors = jnp.where(color_genes < 0.5, lo, hi).astype(jnp.float32)
+    elif layout.integer_colors:
         levels = int(round(hi - lo)) + 1
         colors = lo + _bucket(color_genes, levels).astype(jnp.float32)
     else:
@@ -116,6 +120,38 @@ def decode(layout: Layout, genes: jax.Array, table: jax.Array, count: jax.Array,
     last = jnp.max(jnp.where(same, jnp.arange(layout.pixels)[None, :], -1), axis=1)
     colors = colors[last]
     return flat, colors, changed
+
+
+def search_pixel_count(layout: Layout, count: jax.Array, region: jax.Array) -> jax.Array:
+    """int32 []: how many pixels one image's candidates can pick (its region, or the whole
+    image under "restore"), from its `Lookup` row's count and region bool [H*W]."""
+    if layout.encoding == "rowcol" and not layout.restore:
+        return region.sum(dtype=jnp.int32)  # count is H*W for rowcol: the table spans all
+    return count
+
+
+def search_pixel_genes(layout: Layout, m: jax.Array, count: jax.Array, region: jax.Array):
+    """Coordinate genes float32 [..., coordinate_genes] that decode to the m-th pixel
+    (int [...], in [0, search_pixel_count)) the candidates of one image can pick.
+
+    The pixels are numbered in the lookup's own order (flat: row-major; hilbert: along
+    the curve) or, for rowcol, row-major; each gene is the centre of its bucket, so
+    `decode` maps it back to exactly that pixel. Searches that enumerate or sample pixels
+    (the corner scan, Sparse-RS) use it to stay on decode's one code path.
+    """
+    if layout.encoding != "rowcol":
+        u = (m.astype(jnp.float32) + 0.5) / jnp.maximum(count, 1).astype(jnp.float32)
+        return u[..., None]
+    if layout.restore:
+        flat = m
+    else:  # the m-th allowed pixel: the first whose running count of allowed ones exceeds m
+        flat = jnp.searchsorted(jnp.cumsum(region, dtype=jnp.int32), m, side="right")
+    flat = jnp.minimum(flat, layout.height * layout.width - 1)
+    row, col = flat // layout.width, flat % layout.width
+    # An allowed pixel is its own nearest allowed pixel, so (row, col) decodes to itself.
+    return jnp.stack([(row + 0.5) / layout.height, (col + 0.5) / layout.width], axis=-1).astype(
+        jnp.float32
+    )
 
 
 def apply(image: jax.Array, flat: jax.Array, colors: jax.Array, changed: jax.Array):

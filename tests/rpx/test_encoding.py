@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -100,3 +102,30 @@ def test_decoded_pixels_always_lie_in_the_region(enc):
     for n in range(3):
         assert region[n].reshape(-1)[flat[n]].all()
     assert float(colors.min()) >= 0 and float(colors.max()) <= 255
+
+
+@pytest.mark.parametrize("enc", encoding.ENCODINGS)
+@pytest.mark.parametrize("restore", [False, True])
+def test_search_pixel_genes_decode_to_every_pickable_pixel_once(enc, restore):
+    region = np.random.default_rng(5).random((1, 4, 5)) < 0.4
+    lay = layout(enc, restore=restore, pixels=1)
+    lookup = encoding.build_lookup(lay, jnp.asarray(region))
+    table, count, allowed = lookup.table[0], lookup.count[0], lookup.region[0]
+    n = int(encoding.search_pixel_count(lay, count, allowed))
+    assert n == (20 if restore else region.sum())
+    coord = encoding.search_pixel_genes(lay, jnp.arange(n), count, allowed)
+    genes = jnp.concatenate([coord, jnp.zeros((n, 3))], axis=-1)
+    flat = jax.vmap(lambda g: encoding.decode(lay, g, table, count, allowed)[0][0])(genes)
+    pickable = np.arange(20) if restore else np.flatnonzero(region)
+    np.testing.assert_array_equal(np.sort(flat), pickable)
+    if enc != "hilbert":  # row-major numbering
+        np.testing.assert_array_equal(flat, pickable)
+
+
+def test_corner_colors_decode_to_lo_below_half_and_hi_from_half():
+    lay = dataclasses.replace(layout("flat", integer=False, pixels=1), corner_colors=True)
+    region = jnp.ones((1, 4, 5), bool)
+    lookup = encoding.build_lookup(lay, region)
+    genes = jnp.array([0.3, 0.0, 0.4999, 0.5])
+    _, colors, _ = encoding.decode(lay, genes, lookup.table[0], lookup.count[0], lookup.region[0])
+    np.testing.assert_array_equal(colors, [[0.0, 0.0, 255.0]])
