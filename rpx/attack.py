@@ -2,8 +2,10 @@
 
 Each generation asks evosax's DE (vmapped over images) for a trial population, applies
 every live image's candidates and runs the classifier on them in fixed-size chunks
-inside the same program, then tells DE the fitness (see `rpx.slots`). Images that have
-succeeded (or whose region is empty) are frozen and no longer evaluated.
+inside the same program, then tells DE the fitness (see `rpx.slots`); Sparse-RS
+(`rpx.sparse_rs`) and the corner scan that can seed DE (`rpx.scan`) run in the same
+loop. Images that have succeeded (or whose region is empty) are frozen and no longer
+evaluated.
 """
 
 from __future__ import annotations
@@ -31,12 +33,18 @@ class AttackResult:
     float32 [N, k, C], 0 where the slot changed nothing. probs: float32 [N, K] =
     predict(adversarial). A candidate whose probabilities are not all finite is never
     a success nor a best; an image without any such candidate is returned unchanged.
-    generations: int32 [N], populations evaluated, the initial one counting as 1.
-    queries: int32 [N], model evaluations spent on the image (generations *
-    population). fitness_curve: float32 [N, generations + 1], the best fitness after
-    each population: p[label] for untargeted attacks (falling), p[target] for targeted
-    ones (rising), the last value repeated after the image stopped, NaN throughout for
-    an empty region (and until a candidate with finite probabilities is found).
+    generations: int32 [N], populations evaluated, the initial one counting as 1 (DE's
+    or Sparse-RS's; the corner scan of init="scan" is not counted, so an image whose
+    scan succeeded reports 0). queries: int32 [N], model evaluations spent on the
+    image: generations * population, plus, with init="scan", the (pixel, corner) pairs
+    its scan tried (up to and including its successful step, or all of them; the
+    padding of the scan's last step is not counted). fitness_curve: float32
+    [N, generations + 1], the best fitness after each population: p[label] for
+    untargeted attacks (falling), p[target] for targeted ones (rising), the last value
+    repeated after the image stopped, NaN throughout for an empty region (and until a
+    candidate with finite probabilities is found). With init="scan" the curve is DE's
+    (its first value includes the scan's best, which the initial population holds);
+    an image whose scan succeeded has the scan's best throughout.
     """
 
     success: jax.Array
@@ -60,7 +68,8 @@ def attack(
     key: jax.Array,
     params=None,
 ) -> AttackResult:
-    """Search k-pixel perturbations inside each image's region with DE.
+    """Search k-pixel perturbations inside each image's region with DE (or Sparse-RS,
+    `AttackConfig(search="sparse_rs")`; DE seeded by a corner scan with init="scan").
 
     Args:
       predict: float32 [B, H, W, C] in value_range -> probabilities [B, K]; traceable.
@@ -112,5 +121,5 @@ def fused_attack(predict, config, params, images, labels, region, target, key, i
     )
     inputs = slots.load(ctx, images, region, labels, target, index)
     state = slots.start(ctx, inputs)
-    state = slots.advance(ctx, params, key, inputs, state, config.generations + 1)
+    state = slots.advance(ctx, params, key, inputs, state, slots.max_steps(ctx))
     return AttackResult(**slots.finish(ctx, params, inputs, state, images.dtype))

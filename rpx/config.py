@@ -14,18 +14,43 @@ RESTRICTIONS = ("table", "restore")
 class AttackConfig:
     """Settings of the search; the defaults are the paper's (section IV-B).
 
-    pixels: k, pixels changed per image. population: DE population size.
-    generations: DE generations after the initial population. mutation: (lo, hi), F
-    drawn from U[lo, hi) each generation; lo == hi fixes F. crossover: CR of the
-    binomial crossover. strategy: "best1bin" or "rand1bin". init: "lhs" (latin
-    hypercube) or "uniform". value_range: (lo, hi) of pixel values, the range of
-    `images` and of the colours tried; it must fit the images' dtype (whole numbers
-    within the integer range for integer images). restriction: "table" (coordinates
-    map only to region pixels) or "restore" (the paper's workaround: search the whole
-    image and leave out-of-region pixels unchanged). encoding: "rowcol", "flat" or
-    "hilbert", how coordinate genes map to pixels (see `rpx.encoding`). chunk_size:
-    candidates per classifier call inside the fused program; None picks one for the
-    backend.
+    pixels: k, pixels changed per image. population: candidates per generation (DE's
+    population size). generations: generations after the initial population.
+    mutation: (lo, hi), F drawn from U[lo, hi) each generation; lo == hi fixes F.
+    crossover: CR of the binomial crossover. strategy: "best1bin" or "rand1bin". init:
+    "lhs" (latin hypercube), "uniform" or "scan" (see below). value_range: (lo, hi) of
+    pixel values, the range of `images` and of the colours tried; it must fit the
+    images' dtype (whole numbers within the integer range for integer images).
+    restriction: "table" (coordinates map only to region pixels) or "restore" (the
+    paper's workaround: search the whole image and leave out-of-region pixels
+    unchanged). encoding: "rowcol", "flat" or "hilbert", how coordinate genes map to
+    pixels (see `rpx.encoding`). chunk_size: candidates per classifier call inside the
+    fused program; None picks one for the backend.
+
+    search: "de" (differential evolution, the paper's) or "sparse_rs" (a region-
+    restricted Sparse-RS, `rpx.sparse_rs`: each generation proposes `population`
+    changes of the current best set of k (pixel, corner colour) pairs, resampling a
+    share of its pixels that shrinks with Sparse-RS's L0 schedule from `p_init`, and
+    keeps the best proposal when it improves the fitness). Both spend at most
+    `population * (generations + 1)` queries and use the same fitness, early stop and
+    randomness. mutation, crossover, strategy and init are DE's; sparse_rs draws its
+    own initial sets (k distinct pixels of the region, or of the whole image under
+    "restore", with random corner colours) and samples pixels uniformly whatever the
+    `encoding`. p_init: Sparse-RS's initial share of the k pixels resampled per
+    proposal, in (0, 1] (0.3, the L0 default of Sparse-RS's eval.py); at least one
+    pixel is always resampled.
+
+    init="scan" (DE only) first runs the corner scan of each image's search pixels
+    (the region; the whole image under "restore"): every pixel times the 2**C corners
+    of the colour cube, `population` candidates per step, pixels in row-major order
+    (along the curve with encoding="hilbert"), the last step padded with repeats that
+    are not counted. It stops as soon as a step holds a success: the image is then
+    done, with `generations` 0 and `queries` the scan's evaluations up to that step.
+    Otherwise DE starts with its full budget (generations + 1 populations) from the
+    scan's best candidates, best first (`rpx.scan.seed_population`), the rest of the
+    initial population latin hypercube; `queries` counts the scan's evaluations too,
+    so an image may spend up to (pixels it can pick) * 2**C + population *
+    (generations + 1).
 
     k larger than a region's pixel count is allowed: such an image changes every
     pixel of its region at most once, and the pixel slots left without a distinct
@@ -43,6 +68,8 @@ class AttackConfig:
     restriction: str = "table"
     encoding: str = "rowcol"
     chunk_size: int | None = None
+    search: str = "de"
+    p_init: float = 0.3
 
     def __post_init__(self):
         _check_fields(self)
@@ -50,6 +77,7 @@ class AttackConfig:
         object.__setattr__(self, "mutation", tuple(float(m) for m in self.mutation))
         object.__setattr__(self, "value_range", tuple(float(v) for v in self.value_range))
         object.__setattr__(self, "crossover", float(self.crossover))
+        object.__setattr__(self, "p_init", float(self.p_init))
 
 
 def resolve(config) -> AttackConfig:
@@ -82,3 +110,12 @@ def _check_fields(config) -> None:
     checks.one_of("init", config.init, search.INITS)
     checks.one_of("restriction", config.restriction, RESTRICTIONS)
     checks.one_of("encoding", config.encoding, encoding.ENCODINGS)
+    checks.one_of("search", config.search, search.SEARCHES)
+    p = config.p_init
+    if isinstance(p, bool) or not (isinstance(p, int | float) and 0.0 < p <= 1.0):
+        raise ValueError(f"p_init must be a number in (0, 1], got {p!r}")
+    if config.search == "sparse_rs" and config.init == "scan":
+        raise ValueError(
+            "init='scan' seeds DE; search='sparse_rs' draws its own initial sets "
+            "(use init='lhs' or 'uniform', which sparse_rs ignores)"
+        )

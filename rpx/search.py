@@ -12,7 +12,10 @@ import jax.numpy as jnp
 from evosax.algorithms import DifferentialEvolution
 
 STRATEGIES = ("best1bin", "rand1bin")
-INITS = ("lhs", "uniform")
+# "scan": DE starts from the corner scan's best candidates (`rpx.scan`), the rest LHS.
+INITS = ("lhs", "uniform", "scan")
+# "sparse_rs": random search over k (pixel, corner) pairs (`rpx.sparse_rs`).
+SEARCHES = ("de", "sparse_rs")
 
 
 def make_strategy(
@@ -106,7 +109,8 @@ def _draw_excluding(key: jax.Array, size: int, excluded: jax.Array) -> jax.Array
 
 
 def initial_population(key: jax.Array, population: int, num_genes: int, init: str) -> jax.Array:
-    """[P, D] genes in [0, 1): latin hypercube ("lhs") or independent uniform."""
+    """[P, D] genes in [0, 1): latin hypercube ("lhs", also the fill after a "scan") or
+    independent uniform ("uniform")."""
     if init == "uniform":
         return jax.random.uniform(key, (population, num_genes))
     # Latin hypercube: each gene's P values fall one into each of P equal strata.

@@ -1,4 +1,4 @@
-"""The fused search over a fixed number of slots, each holding one image's DE run.
+"""The fused search over a fixed number of slots, each holding one image's search.
 
 A slot carries everything of one image's search, including its own generation
 counter, so images can start at different times (the streaming engine refills a slot
@@ -6,8 +6,11 @@ as soon as its image stops) and still follow exactly the trajectory `rpx.attack`
 gives them: all randomness of image i at population g derives from (key, i, g).
 
 `step` evaluates one population for every active slot: the initial population of a
-freshly loaded slot, or a DE trial population of a running one. Live slots are
-compacted to the front and only chunks holding their candidates run the classifier.
+freshly loaded slot, or the next population of a running one: DE's trial population
+or Sparse-RS's proposals (`config.search`, chosen statically, so one Context holds one
+kind of search state). With init="scan" a slot first runs its corner scan
+(`rpx.scan`), `population` candidates per step. Live slots are compacted to the front
+and only chunks holding their candidates run the classifier.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rpx import chunks, encoding, fitness, search
+from rpx import chunks, encoding, fitness, scan, search, sparse_rs
 from rpx.config import AttackConfig
 
 
@@ -64,10 +67,16 @@ class Inputs:
 
 @struct.dataclass
 class State:
-    """Search state per slot. fresh: loaded, initial population not yet evaluated;
-    live: searching; evaluated: populations evaluated; best_*: best candidate so far."""
+    """Search state per slot. search: evosax's DE state (search="de") or, for
+    "sparse_rs", int32 [S, k], the numbers of the current set's pixels
+    (`encoding.search_pixel_genes`); scan: a `scan.ScanState` with init="scan", else
+    None. fresh: loaded (or scanned), initial population not yet evaluated; live:
+    searching; evaluated: populations evaluated (not counting scan steps); queries:
+    model evaluations counted so far; best_*: best candidate so far (for sparse_rs,
+    the current set)."""
 
-    de: object
+    search: object
+    scan: object
     best_genes: jax.Array
     best_score: jax.Array
     best_probs: jax.Array
@@ -75,6 +84,7 @@ class State:
     fresh: jax.Array
     live: jax.Array
     evaluated: jax.Array
+    queries: jax.Array
     curve: jax.Array
 
 
@@ -93,6 +103,7 @@ def make_context(
         value_range=config.value_range,
         integer_colors=bool(jnp.issubdtype(dtype, jnp.integer)),
         color_dtype=jnp.dtype(dtype).name,
+        corner_colors=config.search == "sparse_rs",
     )
     chunk = chunks.chunk_size(config.chunk_size, images_shape, s * config.population)
     return Context(predict, config, layout, num_classes, targeted, chunk, with_params)
@@ -106,32 +117,54 @@ def load(ctx: Context, images, region, labels, target, index) -> Inputs:
 
 
 def start(ctx: Context, inputs: Inputs) -> State:
-    """A fresh state: every slot with a non-empty region waits for its first population."""
+    """A fresh state: every slot with a non-empty region waits for its first population
+    (with init="scan": starts its scan)."""
     s = inputs.label.shape[0]
-    pop, d = ctx.config.population, ctx.layout.num_genes
-    de, de_params = ctx.strategy()
+    cfg = ctx.config
+    pop, d = cfg.population, ctx.layout.num_genes
     has_region = inputs.lookup.region.any(-1)
-    dummy = jax.vmap(de.init, (0, 0, 0, None))(
-        jax.random.split(jax.random.key(0), s),
-        jnp.zeros((s, pop, d)),
-        jnp.zeros((s, pop)),
-        de_params,
-    )
+    if cfg.search == "sparse_rs":
+        search_state = jnp.zeros((s, cfg.pixels), jnp.int32)
+    else:
+        de, de_params = ctx.strategy()
+        search_state = jax.vmap(de.init, (0, 0, 0, None))(
+            jax.random.split(jax.random.key(0), s),
+            jnp.zeros((s, pop, d)),
+            jnp.zeros((s, pop)),
+            de_params,
+        )
+    scanned = cfg.init == "scan"
     return State(
-        de=dummy,
+        search=search_state,
+        scan=scan.start(has_region, ctx.layout, pop) if scanned else None,
         best_genes=jnp.zeros((s, d), jnp.float32),
         best_score=jnp.full((s,), jnp.inf, jnp.float32),
         best_probs=jnp.zeros((s, ctx.num_classes), jnp.float32),
         success=jnp.zeros((s,), bool),
-        fresh=has_region,
+        fresh=has_region & (not scanned),
         live=jnp.zeros((s,), bool),
         evaluated=jnp.zeros((s,), jnp.int32),
+        queries=jnp.zeros((s,), jnp.int32),
         curve=jnp.full((s, ctx.config.generations + 1), jnp.nan, jnp.float32),
     )
 
 
 def active(state: State) -> jax.Array:
-    return state.fresh | state.live
+    return state.fresh | state.live | scanning(state)
+
+
+def scanning(state: State) -> jax.Array:
+    """bool [S]: slots in their corner scan (never without init="scan")."""
+    return jnp.zeros_like(state.fresh) if state.scan is None else state.scan.scanning
+
+
+def max_steps(ctx: Context) -> int:
+    """Steps after which every slot has stopped: its scan's (init="scan") and its
+    generations + 1 populations."""
+    cfg, layout = ctx.config, ctx.layout
+    pairs = layout.height * layout.width * 2**layout.channels
+    scan_steps = -(-pairs // cfg.population) if cfg.init == "scan" else 0
+    return scan_steps + cfg.generations + 1
 
 
 def advance(
@@ -156,24 +189,26 @@ def advance(
 
 
 def step(ctx: Context, params, key, inputs: Inputs, state: State) -> State:
-    """One population for every active slot (initial for fresh slots, DE trial else)."""
+    """One population for every active slot: a scan step for scanning slots, the initial
+    population for fresh ones, the next DE or Sparse-RS population for live ones."""
     cfg, pop = ctx.config, ctx.config.population
-    de, de_params = ctx.strategy()
-    on = active(state)
+    on, scans, searching = active(state), scanning(state), state.fresh | state.live
     keys = jax.vmap(
         lambda i, g: jax.random.split(jax.random.fold_in(jax.random.fold_in(key, i), g), 3)
     )(inputs.index, state.evaluated)
-    # Initial populations are drawn only when some slot needs one (a real branch).
-    initial = jax.lax.cond(
-        state.fresh.any(),
-        lambda: jax.vmap(search.initial_population, (0, None, None, None))(
-            keys[:, 0], pop, ctx.layout.num_genes, cfg.init
-        ),
-        lambda: jnp.zeros((on.shape[0], pop, ctx.layout.num_genes)),
-    )
-    trial, _ = jax.vmap(de.ask, (0, 0, None))(keys[:, 0], state.de, de_params)
-    trial = jax.vmap(search.keep_in_bounds)(keys[:, 1], trial)
-    genes = jnp.where(state.fresh[:, None, None], initial, trial)
+    genes, ranks = _ask(ctx, keys, inputs, state)
+    if state.scan is not None:
+        lookup = inputs.lookup
+        pairs = jax.vmap(lambda c, r: scan.total(ctx.layout, c, r))(lookup.count, lookup.region)
+        s, d, g = on.shape[0], ctx.layout.num_genes, ctx.layout.genes_per_pixel
+        scan_genes, singles, real = jax.lax.cond(
+            scans.any(),
+            lambda: jax.vmap(lambda a, c, r: scan.candidates(ctx.layout, a, pop, c, r))(
+                state.scan.at, lookup.count, lookup.region
+            ),
+            lambda: (jnp.zeros((s, pop, d)), jnp.zeros((s, pop, g)), jnp.zeros((s, pop), bool)),
+        )
+        genes = jnp.where(scans[:, None, None], scan_genes, genes)
 
     probs = evaluate(ctx, params, inputs, genes, on)
     score, hit = fitness.score_and_hit(
@@ -185,36 +220,94 @@ def step(ctx: Context, params, key, inputs: Inputs, state: State) -> State:
     m = jnp.argmin(fitness.rank(score, hit), axis=1)
     hit_m = jnp.take_along_axis(hit, m[:, None], axis=1)[:, 0]
     score_m = jnp.take_along_axis(score, m[:, None], axis=1)[:, 0]
-    better = on & (hit_m | (score_m < state.best_score))
+    # Without a finite best yet, the chosen candidate is taken anyway (it is reported
+    # only once its score is finite), so Sparse-RS always moves a set it evaluated.
+    better = on & (hit_m | (score_m < state.best_score) | jnp.isinf(state.best_score))
     best_genes = jnp.where(better[:, None], _row(genes, m), state.best_genes)
     best_score = jnp.where(better, score_m, state.best_score)
     best_probs = jnp.where(better[:, None], _row(probs, m), state.best_probs)
 
-    started = jax.vmap(de.init, (0, 0, 0, None))(keys[:, 1], genes, score, de_params)
-    told, _ = jax.vmap(de.tell, (0, 0, 0, 0, None))(keys[:, 2], genes, score, state.de, de_params)
-    de_state = jax.tree.map(
-        lambda a, b, c: where_rows(state.fresh, a, where_rows(state.live, b, c)),
-        started,
-        told,
-        state.de,
-    )
-    evaluated = state.evaluated + on
+    if cfg.search == "sparse_rs":
+        search_state = jnp.where(better[:, None], _row(ranks, m), state.search)
+    else:
+        de, de_params = ctx.strategy()
+        started = jax.vmap(de.init, (0, 0, 0, None))(keys[:, 1], genes, score, de_params)
+        told, _ = jax.vmap(de.tell, (0, 0, 0, 0, None))(
+            keys[:, 2], genes, score, state.search, de_params
+        )
+        search_state = jax.tree.map(
+            lambda a, b, c: where_rows(state.fresh, a, where_rows(state.live, b, c)),
+            started,
+            told,
+            state.search,
+        )
+    scan_state, counted, exhausted = state.scan, 0, jnp.zeros_like(on)
+    if state.scan is not None:
+        scan_keys = jnp.where(real, fitness.rank(score, hit), jnp.inf)
+        scan_state, counted, exhausted = scan.tell(state.scan, singles, scan_keys, pairs)
+    evaluated = state.evaluated + searching
+    queries = state.queries + jnp.where(scans, counted, searching * pop)
     success = state.success | hit_m
     value = fitness.value(best_score, ctx.targeted)
     rows = jnp.arange(on.shape[0])
-    column = jnp.where(on, evaluated - 1, cfg.generations + 1)  # out of range: dropped
+    # A scanning slot keeps its best in the first column (the whole curve if the scan
+    # succeeds); DE's initial population overwrites it. Out of range: dropped.
+    column = jnp.where(searching, evaluated - 1, jnp.where(scans, 0, cfg.generations + 1))
     curve = state.curve.at[rows, column].set(value, mode="drop")
+    if scan_state is not None:
+        scan_state = scan_state.replace(scanning=scans & ~exhausted & ~success)
     return State(
-        de=de_state,
+        search=search_state,
+        scan=scan_state,
         best_genes=best_genes,
         best_score=best_score,
         best_probs=best_probs,
         success=success,
-        fresh=jnp.zeros_like(state.fresh),
-        live=on & ~success & (evaluated <= cfg.generations),
+        fresh=scans & exhausted & ~success,
+        live=searching & ~success & (evaluated <= cfg.generations),
         evaluated=evaluated,
+        queries=queries,
         curve=curve,
     )
+
+
+def _ask(ctx: Context, keys, inputs: Inputs, state: State):
+    """(genes [S, P, D], ranks int32 [S, P, k] for sparse_rs else None): the initial
+    population where fresh, else the search's next one (rows of other slots unused)."""
+    cfg, pop, layout = ctx.config, ctx.config.population, ctx.layout
+    lookup = inputs.lookup
+    s, d = state.fresh.shape[0], layout.num_genes
+    fresh = state.fresh[:, None, None]
+    # Initial populations are drawn only when some slot needs one (a real branch).
+    if cfg.search == "sparse_rs":
+        k = cfg.pixels
+        initial, first_ranks = jax.lax.cond(
+            state.fresh.any(),
+            lambda: jax.vmap(lambda key, c, r: sparse_rs.initial(key, layout, pop, c, r))(
+                keys[:, 0], lookup.count, lookup.region
+            ),
+            lambda: (jnp.zeros((s, pop, d)), jnp.zeros((s, pop, k), jnp.int32)),
+        )
+        counts = jnp.asarray(sparse_rs.resample_counts(cfg.generations, cfg.p_init, k))
+        moves = counts[jnp.minimum(state.evaluated, cfg.generations)]
+        trial, ranks = jax.vmap(
+            lambda key, g, r, m, c, reg: sparse_rs.propose(key, layout, pop, g, r, m, c, reg)
+        )(keys[:, 0], state.best_genes, state.search, moves, lookup.count, lookup.region)
+        return jnp.where(fresh, initial, trial), jnp.where(fresh, first_ranks, ranks)
+
+    def first():
+        if cfg.init == "scan":  # DE starts from the scan's best candidates
+            seed = lambda key, g, v: scan.seed_population(key, layout, pop, g, v)  # noqa: E731
+            return jax.vmap(seed)(keys[:, 0], state.scan.genes, state.scan.keys)
+        return jax.vmap(search.initial_population, (0, None, None, None))(
+            keys[:, 0], pop, d, cfg.init
+        )
+
+    initial = jax.lax.cond(state.fresh.any(), first, lambda: jnp.zeros((s, pop, d)))
+    de, de_params = ctx.strategy()
+    trial, _ = jax.vmap(de.ask, (0, 0, None))(keys[:, 0], state.search, de_params)
+    trial = jax.vmap(search.keep_in_bounds)(keys[:, 1], trial)
+    return jnp.where(fresh, initial, trial), None
 
 
 def evaluate(ctx: Context, params, inputs: Inputs, genes, on):
@@ -286,7 +379,7 @@ def finish(ctx: Context, params, inputs: Inputs, state: State, dtype):
         colors=jnp.where(changed[..., None], colors, 0.0),
         probs=jnp.where(found[:, None], state.best_probs, clean),
         generations=state.evaluated,
-        queries=state.evaluated * ctx.config.population,
+        queries=state.queries,
         fitness_curve=curve,
     )
 

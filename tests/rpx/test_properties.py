@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 import rpx
 
 SHAPES = [(5, 7), (8, 8)]
+# (search, init) pairs: DE from a latin hypercube or from the corner scan, and Sparse-RS.
+SEARCH_INITS = [("de", "lhs"), ("de", "scan"), ("sparse_rs", "lhs")]
 
 
 def _linear_models():
@@ -39,9 +41,10 @@ MODELS = _linear_models()
     encoding=st.sampled_from(rpx.encoding.ENCODINGS),
     restriction=st.sampled_from(["table", "restore"]),
     targeted=st.booleans(),
+    search_init=st.sampled_from(SEARCH_INITS),
 )
 def test_only_region_pixels_change_at_most_k_within_range(
-    data, shape, pixels, encoding, restriction, targeted
+    data, shape, pixels, encoding, restriction, targeted, search_init
 ):
     h, w = shape
     n = 3
@@ -52,9 +55,11 @@ def test_only_region_pixels_change_at_most_k_within_range(
     images = rng.integers(0, 256, (n, h, w, 3)).astype(np.uint8)
     labels = rng.integers(0, 4, n).astype(np.int32)
     target = (labels + 1) % 4 if targeted else None
+    search, init = search_init
     config = rpx.AttackConfig(
-        pixels=pixels, population=8, generations=3, encoding=encoding, restriction=restriction
-    )
+        pixels=pixels, population=8, generations=3, encoding=encoding, restriction=restriction,
+        search=search, init=init,
+    )  # fmt: skip
     result = rpx.attack(
         MODELS[shape],
         images,
@@ -81,13 +86,25 @@ def test_only_region_pixels_change_at_most_k_within_range(
     np.testing.assert_array_equal(gens[empty], 0)
     np.testing.assert_array_equal(adversarial[empty], images[empty])
     assert not np.asarray(result.success)[empty].any()
-    assert ((gens[~empty] >= 1) & (gens[~empty] <= 4)).all()
-    np.testing.assert_array_equal(result.queries, gens * 8)
+    success = np.asarray(result.success)
+    if init == "scan":
+        # The scan's queries come first: every (pixel, corner) pair it can pick unless a
+        # step succeeded, and then DE's populations (none after a successful scan).
+        scanned = np.asarray(result.queries) - gens * 8
+        pairs = np.full(n, h * w) if restriction == "restore" else region.sum((1, 2))
+        pairs = pairs * 8
+        assert ((gens[~empty] >= 0) & (gens[~empty] <= 4)).all()
+        np.testing.assert_array_equal(scanned[~empty & (gens > 0)], pairs[~empty & (gens > 0)])
+        done = ~empty & (gens == 0)
+        assert success[done].all() and (scanned[done] > 0).all()
+        assert (scanned[done] <= pairs[done]).all()
+    else:
+        assert ((gens[~empty] >= 1) & (gens[~empty] <= 4)).all()
+        np.testing.assert_array_equal(result.queries, gens * 8)
     curve = np.asarray(result.fitness_curve)
     assert np.isnan(curve[empty]).all() and np.isfinite(curve[~empty]).all()
     steps = np.diff(curve[~empty], axis=1)
     assert (steps >= 0).all() if targeted else (steps <= 0).all()
-    success = np.asarray(result.success)
     predicted = np.asarray(result.probs).argmax(-1)
     expected = predicted == target if targeted else predicted != labels
     np.testing.assert_array_equal(success[~empty], expected[~empty])
@@ -119,9 +136,10 @@ DTYPE_RANGES = [
     encoding=st.sampled_from(rpx.encoding.ENCODINGS),
     restriction=st.sampled_from(["table", "restore"]),
     targeted=st.booleans(),
+    search_init=st.sampled_from(SEARCH_INITS),
 )
 def test_what_a_result_reports_the_model_confirms(
-    data, dtype_range, pixels, encoding, restriction, targeted
+    data, dtype_range, pixels, encoding, restriction, targeted, search_init
 ):
     dtype, (lo, hi) = dtype_range
     h, w = SHAPES[1]
@@ -139,6 +157,8 @@ def test_what_a_result_reports_the_model_confirms(
         encoding=encoding,
         restriction=restriction,
         value_range=(lo, hi),
+        search=search_init[0],
+        init=search_init[1],
     )
     predict = _scaled_model(lo, hi)
     result = rpx.attack(
