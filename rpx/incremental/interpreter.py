@@ -54,7 +54,7 @@ ELEMENTWISE = frozenset(
 )
 CALLS = frozenset(
     "jit pjit closed_call core_call custom_jvp_call custom_vjp_call custom_vjp_call_jaxpr "
-    "checkpoint remat".split()
+    "checkpoint remat remat2".split()
 )
 _REDUCTIONS = frozenset(
     "reduce_sum reduce_max reduce_min reduce_prod reduce_and reduce_or reduce_xor argmax "
@@ -122,6 +122,7 @@ class Walk:
         self.cache, self.image, self.position = cache, image, position
         self.flops = 0.0
         self.steps: list[tuple[str, str]] = []
+        self.full: dict = {}  # key -> materialized Ref, so a window is written back once
 
     def note(self, name: str, what: str, flops: float, axes: tuple[Axis, ...] = ()) -> None:
         """Count FLOPs and log the decision taken for one op (analysis only)."""
@@ -260,7 +261,14 @@ def sub_jaxpr(eqn):
 
 
 def materialize(walk: Walk, ref: Ref, why: str) -> Ref:
-    """ref as a full map: its window written into the clean activation."""
+    """ref as a full map: its window written into the clean activation (once per walk)."""
+    if ref.key in walk.full:
+        return walk.full[ref.key]
+    walk.full[ref.key] = _materialize(walk, ref, why)
+    return walk.full[ref.key]
+
+
+def _materialize(walk: Walk, ref: Ref, why: str) -> Ref:
     walk.need(ref, 0, {})
     walk.note(why, "materialize", 2.0 * math.prod(ref.abs.shape))
     full = Abs("full", ref.abs.shape, ref.abs.dtype)
@@ -380,9 +388,9 @@ def _sliding(walk, eqn, x, spatial, out_spatial, kernels, strides, dilations, pa
     spatial/out_spatial: the input/output array axis of each of the op's spatial dims.
     Returns (axes, starts, sizes, bounds) or None when the window is not worth it."""
     by_axis = x.abs.by_axis()
-    if sorted(by_axis) != sorted(spatial):
-        return None
     out_shape = eqn.outvars[0].aval.shape
+    if sorted(by_axis) != sorted(spatial) or 0 in out_shape:
+        return None
     axes: list = [None, None]
     starts, sizes, bounds = {}, {}, {}
     for ia, oa, k, s, d, (lo, _) in zip(
@@ -484,6 +492,8 @@ def _pad_value(kind: str, dtype):
     if kind == "sum":
         return 0
     dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return kind == "min"
     if np.issubdtype(dtype, np.floating):
         return -math.inf if kind == "max" else math.inf
     info = np.iinfo(dtype)

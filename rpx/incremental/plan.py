@@ -79,10 +79,6 @@ class Plan:
         lines += [f"  {name}: {what}" for name, what in self.steps]
         return "\n".join(lines)
 
-    @property
-    def _input(self):
-        return self.jaxpr.jaxpr.invars[-1]
-
 
 def analyse(predict: Callable, image_shape, params=None) -> Plan:
     """Trace `predict` on one image and plan the windowed evaluation of 1-pixel changes.
@@ -113,7 +109,7 @@ def analyse(predict: Callable, image_shape, params=None) -> Plan:
         return _analyse.__wrapped__(predict, shape, spec)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=8)
 def _analyse(predict, shape, spec) -> Plan:
     x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
     if spec is None:

@@ -322,6 +322,44 @@ def test_op_zoo_windowed_and_exact():
         assert decided[name] == "window", plan.describe()
 
 
+@jax.custom_vjp
+def _sine(x):
+    return jnp.sin(x)
+
+
+_sine.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (g * jnp.cos(x),))
+
+
+class NormsAndCalls(nn.Module):
+    """LayerNorm (per-pixel statistics: windowed), GELU and a custom_vjp function under
+    jax.checkpoint (inlined calls), swish, and GroupNorm (statistics over the whole map:
+    the window is written back and the rest runs in full)."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Conv(8, (3, 3))(x / 255.0)
+        x = jax.checkpoint(lambda y: nn.gelu(y) + _sine(y))(x)
+        x = nn.swish(nn.Conv(8, (3, 3), strides=2)(nn.LayerNorm()(x)))
+        x = nn.GroupNorm(num_groups=2)(x)
+        return nn.Dense(5)(x.mean((1, 2)))
+
+
+def test_norms_activations_and_calls():
+    model = NormsAndCalls()
+    variables = model.init(jax.random.key(8), jnp.zeros((1, 16, 16, 3)))
+
+    def predict(x):
+        return jax.nn.softmax(model.apply(variables, x))
+
+    rng = np.random.default_rng(8)
+    images = rng.integers(0, 256, (2, 16, 16, 3)).astype(np.uint8)
+    positions, colors = candidates(images, 4, rng)
+    check_equal(predict, images, positions, colors)
+    steps = incremental.analyse(predict, (16, 16, 3)).steps
+    assert ("tanh", "window 3x3 of 16x16") in steps and ("sin", "window 3x3 of 16x16") in steps
+    assert ("sub", "materialize") in steps  # GroupNorm's centring
+
+
 class RandomCNN(nn.Module):
     """A small CNN from a list of layer specs (see `layers`)."""
 
@@ -358,8 +396,8 @@ class RandomCNN(nn.Module):
 
 @st.composite
 def random_cnns(draw):
-    size = draw(st.sampled_from([8, 12]))
-    specs, features = [], 3
+    image_size = size = draw(st.sampled_from([8, 12]))
+    specs = []
     for _ in range(draw(st.integers(1, 5))):
         kind = draw(st.sampled_from(["conv", "conv", "bn", "max", "avg", "res"]))
         padding = draw(st.sampled_from(["SAME", "VALID"]))
@@ -381,7 +419,7 @@ def random_cnns(draw):
         else:
             specs.append(("bn",))
     head = draw(st.sampled_from(["mean", "max", "flatten"]))
-    return tuple(specs), head, draw(st.integers(0, 10**6)), draw(st.sampled_from([8, 12]))
+    return tuple(specs), head, draw(st.integers(0, 10**6)), image_size
 
 
 @settings(max_examples=12, deadline=None)
