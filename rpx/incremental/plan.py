@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rpx.incremental import interpreter, windows
-from rpx.incremental.interpreter import Abs, Ref, Walk
+from rpx.incremental.walk import Abs, Ref, Walk, materialize
 
 # "auto" takes the incremental path when the analysis predicts at least this FLOP saving:
 # below it, gathers and bookkeeping eat the gain.
@@ -126,7 +126,7 @@ def _analyse(predict, shape, spec) -> Plan:
     walk = Walk({})
     (out,) = interpreter.run(walk, closed.jaxpr, _refs(closed, [None] * num_params, None))
     if out.abs.kind == "window":
-        interpreter.materialize(walk, out, "output")
+        materialize(walk, out, "output")
     dependent = [False] * (len(closed.consts) + num_params) + [True]
     flops_full, _ = interpreter.jaxpr_flops(closed.jaxpr, dependent)
     return Plan(
@@ -223,7 +223,7 @@ def window_probs(plan: Plan, cache, image_index, positions, colors, params=None)
         x = jnp.asarray(color, jnp.float32).reshape(1, 1, 1, c)
         (out,) = interpreter.run(walk, plan.jaxpr.jaxpr, _refs(plan.jaxpr, leaves, x))
         if out.abs.kind == "window":
-            out = interpreter.materialize(walk, out, "output")
+            out = materialize(walk, out, "output")
         return jnp.reshape(out.val, (plan.num_classes,))
 
     image_index = jnp.asarray(image_index, jnp.int32)
