@@ -49,6 +49,12 @@ def one_pixel_probs(
     Returns:
       float32 [N, M, K]: probabilities of image n with pixel positions[n, m] set to
       colors[n, m].
+
+    Images go through in groups whose clean activations fit CACHE_BUDGET_BYTES
+    (`analyse(...).cache_bytes` per image), each group's candidates in chunks; one
+    compiled program serves all groups, and repeated calls with the same `predict`
+    object and shapes reuse it (weights closed over by `predict` are read once, as under
+    `jax.jit`: pass weights that change as `params`).
     """
     images, positions, colors = _validate(predict, images, positions, colors, evaluation)
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):

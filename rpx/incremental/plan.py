@@ -90,7 +90,9 @@ def analyse(predict: Callable, image_shape, params=None) -> Plan:
       params: None, or a pytree of weights passed to predict (only shapes are used).
 
     Returns:
-      A Plan; analyses are cached per (predict, image_shape, params' shapes).
+      A Plan; analyses are cached per (predict, image_shape, params' shapes). As under
+      `jax.jit`, weights closed over by `predict` are read when it is first analysed:
+      pass weights that change as `params`.
     """
     shape = tuple(int(s) for s in image_shape)
     if len(shape) != 3 or min(shape) < 1:
@@ -206,7 +208,8 @@ def window_probs(plan: Plan, cache, image_index, positions, colors, params=None)
     Args:
       plan: from `analyse`; cache: `clean_cache(plan, images)` of N images.
       image_index: int [B], the image of each candidate, in [0, N).
-      positions: int [B, 2], (row, col) of the changed pixel, inside the image.
+      positions: int [B, 2], (row, col) of the changed pixel, inside the image (neither
+        is checked here: out-of-range values are clamped, as by any XLA gather).
       colors: [B, C], the pixel's new value as predict sees it (float32; for uint8
         images cast to uint8 first, as `rpx.encoding.apply` does).
       params: the weights, when the plan was analysed with params.
