@@ -263,8 +263,9 @@ def test_global_max_and_dense_heads_fall_back_exactly():
 
 def test_op_zoo_windowed_and_exact():
     # NCHW dilated convolution with uneven explicit padding, a depthwise convolution, a
-    # per-pixel dense layer, a channel concatenation and max/min/sum pooling over negative
-    # activations with padding (their pad values differ): each stays windowed.
+    # per-pixel dense layer, a channel concatenation, max/min/average pooling over negative
+    # activations with padding (their pad values differ), a positional constant added and
+    # padding left out of the average (constants that vary over the map): all windowed.
     rng = np.random.default_rng(7)
 
     def weights(*shape):
@@ -276,9 +277,10 @@ def test_op_zoo_windowed_and_exact():
         weights(4, 6),
         weights(10, 5),
     )
+    position = weights(1, 24, 24, 3)
 
     def predict(x):
-        x = (x - 128.0) / 64.0
+        x = (x - 128.0) / 64.0 + position
         y = jax.lax.conv_general_dilated(
             x.transpose(0, 3, 1, 2),
             k_nchw,
@@ -300,7 +302,7 @@ def test_op_zoo_windowed_and_exact():
         y = jax.lax.reduce_window(
             y, jnp.inf, jax.lax.min, (1, 2, 2, 1), (1, 1, 1, 1), ((0, 0), (1, 0), (0, 1), (0, 0))
         )
-        y = jax.lax.reduce_window(y, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 1, 1, 1), "SAME")
+        y = nn.avg_pool(y, (2, 2), padding="SAME", count_include_pad=False)
         return jax.nn.softmax(jnp.mean(y, (1, 2)) @ head)
 
     images = rng.integers(0, 256, (2, 24, 24, 3)).astype(np.uint8)
@@ -320,6 +322,7 @@ def test_op_zoo_windowed_and_exact():
         "reduce_window_sum",
     ):
         assert decided[name] == "window", plan.describe()
+    assert all(what != "materialize" for _, what in plan.steps), plan.describe()
 
 
 @jax.custom_vjp
