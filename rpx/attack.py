@@ -118,8 +118,9 @@ def fused_attack(predict, config, params, images, labels, region, target, key, i
         num_classes,
         targeted=target is not None,
         with_params=params is not None,
+        params=params,
     )
-    inputs = slots.load(ctx, images, region, labels, target, index)
+    inputs = slots.load(ctx, images, region, labels, target, index, params)
     state = slots.start(ctx, inputs)
     state = slots.advance(ctx, params, key, inputs, state, slots.max_steps(ctx))
     return AttackResult(**slots.finish(ctx, params, inputs, state, images.dtype))

@@ -6,6 +6,7 @@ import dataclasses
 import math
 
 from rpx import checks, encoding, search
+from rpx.incremental.api import EVALUATIONS
 
 RESTRICTIONS = ("table", "restore")
 
@@ -52,6 +53,14 @@ class AttackConfig:
     so an image may spend up to (pixels it can pick) * 2**C + population *
     (generations + 1).
 
+    evaluation: how one-pixel candidates are scored. "full" runs predict on every
+    candidate image; "incremental" recomputes only the changed pixel's receptive field
+    from the slot's clean activations, cached when the image is loaded
+    (`rpx.incremental`: exact within float tolerance, ops it cannot follow run in
+    full; the cache costs `rpx.incremental.analyse(predict, (H, W, C)).cache_bytes`
+    per slot); "auto" (the default) is "incremental" when pixels == 1 and the analysis
+    predicts a saving, else "full". k > 1 always uses the full pass.
+
     k larger than a region's pixel count is allowed: such an image changes every
     pixel of its region at most once, and the pixel slots left without a distinct
     pixel change nothing and are reported as (-1, -1) (see `rpx.AttackResult`).
@@ -70,6 +79,7 @@ class AttackConfig:
     chunk_size: int | None = None
     search: str = "de"
     p_init: float = 0.3
+    evaluation: str = "auto"
 
     def __post_init__(self):
         _check_fields(self)
@@ -111,6 +121,7 @@ def _check_fields(config) -> None:
     checks.one_of("restriction", config.restriction, RESTRICTIONS)
     checks.one_of("encoding", config.encoding, encoding.ENCODINGS)
     checks.one_of("search", config.search, search.SEARCHES)
+    checks.one_of("evaluation", config.evaluation, EVALUATIONS)
     p = config.p_init
     if isinstance(p, bool) or not (isinstance(p, int | float) and 0.0 < p <= 1.0):
         raise ValueError(f"p_init must be a number in (0, 1], got {p!r}")

@@ -106,6 +106,7 @@ def run(
         num_classes,
         targeted=target is not None,
         with_params=params is not None,
+        params=params,
     )
     fns = _compiled(ctx, Mesh(np.array(devices), (AXIS,)), images.dtype)
 
@@ -136,7 +137,7 @@ def run(
             del queue[: len(take)]
             new = np.full(size, -1)
             new[free[: len(take)]] = take
-            fresh_inputs, fresh_state = fns.load(*host_batch(new))
+            fresh_inputs, fresh_state = fns.load(params, *host_batch(new))
             if inputs is None:
                 inputs, state = fresh_inputs, fresh_state
             else:
@@ -188,8 +189,9 @@ def _compiled(ctx, mesh, dtype):
     spec = PartitionSpec(AXIS)
     shard = functools.partial(jax.shard_map, mesh=mesh, check_vma=False)
 
-    def load(images, region, labels, goal, index):
-        inputs = slots.load(ctx, images, region, labels, goal if ctx.targeted else None, index)
+    def load(params, images, region, labels, goal, index):
+        target = goal if ctx.targeted else None
+        inputs = slots.load(ctx, images, region, labels, target, index, params)
         return inputs, slots.start(ctx, inputs)
 
     def advance(params, key, inputs, state, steps):
@@ -200,7 +202,7 @@ def _compiled(ctx, mesh, dtype):
         return jax.tree.map(pick, inputs, new_inputs), jax.tree.map(pick, state, new_state)
 
     fns = types.SimpleNamespace()
-    fns.load = jax.jit(shard(load, in_specs=spec, out_specs=spec))
+    fns.load = jax.jit(shard(load, in_specs=(PartitionSpec(), *[spec] * 5), out_specs=spec))
     fns.advance = jax.jit(
         shard(
             advance,

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from rpx import checks, chunks, encoding, fitness, regions
+from rpx import checks, chunks, encoding, fitness, incremental, regions
 from rpx.config import AttackConfig
 
 
@@ -69,6 +69,7 @@ def pixel_map(
     *,
     value_range: tuple[float, float] = (0.0, 255.0),
     params=None,
+    evaluation: str = "auto",
 ) -> PixelMap:
     """Try every colour at every allowed pixel of every image, one pixel at a time.
 
@@ -84,12 +85,18 @@ def pixel_map(
         default (`rpx.chunks.chunk_size`: 256 on CPU).
       value_range: (lo, hi) of pixel values.
       params: None, or weights: predict is called as predict(params, x), params traced.
+      evaluation: "full" runs predict on every candidate image; "incremental"
+        recomputes only the changed pixel's receptive field from each image's cached
+        clean activations (`rpx.incremental`, exact within float tolerance); "auto"
+        (the default) is "incremental" where the analysis predicts a saving.
 
     Returns:
       A `PixelMap`. The scan costs sum(region) * M model evaluations, in
       ceil(total / batch_size) calls (the last ones smaller), plus [N, H*W, M] buffers
       for the per-colour score (float32), success (bool) and class (int32): 9 bytes per
-      (pixel, colour).
+      (pixel, colour). Incremental evaluation also holds the clean activations of the
+      images scanned at once (`rpx.incremental.analyse(...).cache_bytes` each), in
+      groups of at most `rpx.incremental.api.CACHE_BUDGET_BYTES` (256 MiB).
     """
     config = AttackConfig(value_range=value_range)
     images, labels, region, target = checks.check_inputs(
@@ -104,15 +111,38 @@ def pixel_map(
             f"images: {n} images x {h * w} pixels x {len(colors)} colors exceed 2**31 "
             "candidates; scan them in smaller calls"
         )
+    checks.one_of("evaluation", evaluation, incremental.EVALUATIONS)
     chunk = chunks.chunk_size(batch_size, images.shape, n * h * w * len(colors))
     region = regions.broadcast(region, n, h, w)
-    return fused_pixel_map(predict, chunk, params, images, labels, region, target, colors)
+    plan = None
+    if evaluation != "full":
+        found = incremental.analyse(predict, (h, w, c), params)
+        plan = found if evaluation == "incremental" or found.saves_work else None
+    if plan is None:
+        return fused_pixel_map(predict, chunk, plan, params, images, labels, region, target, colors)
+    # Images in groups whose clean activations fit the budget; the last group is padded
+    # with empty regions (nothing evaluated) so every group reuses one program.
+    group = max(1, min(n, incremental.api.CACHE_BUDGET_BYTES // max(1, plan.cache_bytes)))
+    maps = []
+    for start in range(0, n, group):
+        take = jnp.minimum(jnp.arange(start, start + group), n - 1)
+        live = jnp.arange(start, start + group) < n
+        part = fused_pixel_map(
+            predict, chunk, plan, params, images[take], labels[take],
+            region[take] & live[:, None, None], None if target is None else target[take], colors,
+        )  # fmt: skip
+        keep = min(group, n - start)
+        maps.append(jax.tree.map(lambda a, keep=keep: a[:keep], part))
+    return jax.tree.map(lambda *a: jnp.concatenate(a), *maps) if len(maps) > 1 else maps[0]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def fused_pixel_map(predict, chunk, params, images, labels, region, target, colors) -> PixelMap:
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def fused_pixel_map(
+    predict, chunk, plan, params, images, labels, region, target, colors
+) -> PixelMap:
     """The whole scan for images [N, H, W, C], region bool [N, H, W], colors [M, C];
-    predict(params, x) when params is not None."""
+    predict(params, x) when params is not None; with an `rpx.incremental` plan, each
+    candidate is scored from its image's clean activations."""
     n, h, w, c = images.shape
     m = colors.shape[0]
     targeted = target is not None
@@ -123,6 +153,7 @@ def fused_pixel_map(predict, chunk, params, images, labels, region, target, colo
     table, count = regions.index_table(region)
     # Triples are numbered image by image: image i owns [ends[i] - count[i]*M, ends[i]).
     ends = jnp.cumsum(count * m)
+    cache = None if plan is None else incremental.clean_cache(plan, pixels, params)
 
     def run(size):
         def run_chunk(at, out):
@@ -132,10 +163,14 @@ def fused_pixel_map(predict, chunk, params, images, labels, region, target, colo
             offset = t - (ends[image] - count[image] * m)
             slot, color = offset // m, offset % m
             flat = table[image, jnp.clip(slot, 0, h * w - 1)]
-            candidates = jax.vmap(encoding.apply)(
-                pixels[image], flat[:, None], colors[color][:, None], jnp.ones((size, 1), bool)
-            )
-            x = predict(candidates) if params is None else predict(params, candidates)
+            if plan is None:
+                candidates = jax.vmap(encoding.apply)(
+                    pixels[image], flat[:, None], colors[color][:, None], jnp.ones((size, 1), bool)
+                )
+                x = predict(candidates) if params is None else predict(params, candidates)
+            else:
+                at = jnp.stack([flat // w, flat % w], axis=-1)
+                x = incremental.window_probs(plan, cache, image, at, colors[color], params)
             probs = x.astype(jnp.float32)
             s, hit_t = fitness.score_and_hit(probs, labels[image], goal[image], targeted)
             predicted = jnp.where(jnp.isfinite(s), jnp.argmax(probs, axis=-1), -1)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rpx import chunks, encoding, fitness, scan, search, sparse_rs
+from rpx import chunks, encoding, fitness, incremental, scan, search, sparse_rs
 from rpx.config import AttackConfig
 
 
@@ -31,7 +31,9 @@ class Context:
     """Static facts of a search (hashable: the jit cache key).
 
     with_params: predict is called as predict(params, x), params traced (so new weights
-    of the same shapes reuse the compiled program); else as predict(x).
+    of the same shapes reuse the compiled program); else as predict(x). plan: the
+    `rpx.incremental` analysis when one-pixel candidates are scored from cached clean
+    activations (config.evaluation), else None.
     """
 
     predict: Callable
@@ -41,6 +43,7 @@ class Context:
     targeted: bool
     chunk: int
     with_params: bool = False
+    plan: incremental.Plan | None = None
 
     def classify(self, params, x):
         """predict's probabilities for images x [B, H, W, C] float32."""
@@ -56,13 +59,15 @@ class Context:
 @struct.dataclass
 class Inputs:
     """What each slot searches: pixels float32 [S,H,W,C], lookup rows, label and goal
-    (label, or target when targeted) int32 [S], index int32 [S] (randomness)."""
+    (label, or target when targeted) int32 [S], index int32 [S] (randomness), and the
+    clean activations of `ctx.plan` (a tuple of [S, ...] arrays; None without a plan)."""
 
     pixels: jax.Array
     lookup: encoding.Lookup
     label: jax.Array
     goal: jax.Array
     index: jax.Array
+    cache: object = None
 
 
 @struct.dataclass
@@ -89,9 +94,10 @@ class State:
 
 
 def make_context(
-    predict, config, images_shape, dtype, num_classes, targeted, with_params=False
+    predict, config, images_shape, dtype, num_classes, targeted, with_params=False, params=None
 ) -> Context:
-    """The Context for images of shape [S, H, W, C] and `dtype`."""
+    """The Context for images of shape [S, H, W, C] and `dtype` (params: the weights
+    when with_params, only their shapes are used)."""
     s, h, w, c = images_shape
     layout = encoding.Layout(
         pixels=config.pixels,
@@ -106,14 +112,21 @@ def make_context(
         corner_colors=config.search == "sparse_rs",
     )
     chunk = chunks.chunk_size(config.chunk_size, images_shape, s * config.population)
-    return Context(predict, config, layout, num_classes, targeted, chunk, with_params)
+    plan = None
+    if config.pixels == 1 and config.evaluation != "full":
+        found = incremental.analyse(predict, (h, w, c), params if with_params else None)
+        plan = found if config.evaluation == "incremental" or found.saves_work else None
+    return Context(predict, config, layout, num_classes, targeted, chunk, with_params, plan)
 
 
-def load(ctx: Context, images, region, labels, target, index) -> Inputs:
-    """Inputs for images [S,H,W,C], region bool [S,H,W], labels/target/index [S]."""
+def load(ctx: Context, images, region, labels, target, index, params=None) -> Inputs:
+    """Inputs for images [S,H,W,C], region bool [S,H,W], labels/target/index [S]; with a
+    plan, the clean activations each slot's candidates are scored from."""
     lookup = encoding.build_lookup(ctx.layout, region)
     goal = target if ctx.targeted else labels
-    return Inputs(images.astype(jnp.float32), lookup, labels, goal, index)
+    pixels = images.astype(jnp.float32)
+    cache = None if ctx.plan is None else incremental.clean_cache(ctx.plan, pixels, params)
+    return Inputs(pixels, lookup, labels, goal, index, cache)
 
 
 def start(ctx: Context, inputs: Inputs) -> State:
@@ -326,15 +339,27 @@ def evaluate(ctx: Context, params, inputs: Inputs, genes, on):
             who = jax.lax.dynamic_slice(image_of, (at,), (size,))
             genes_i = flat_genes[jax.lax.dynamic_slice(source, (at,), (size,))]
             flat, colors, changed = jax.vmap(lambda g, n: decode(ctx, inputs, g, n))(genes_i, who)
-            candidates = jax.vmap(encoding.apply)(inputs.pixels[who], flat, colors, changed)
-            probs = ctx.classify(params, candidates).astype(out.dtype)
-            return jax.lax.dynamic_update_slice(out, probs, (at, 0))
+            if ctx.plan is None:
+                candidates = jax.vmap(encoding.apply)(inputs.pixels[who], flat, colors, changed)
+                probs = ctx.classify(params, candidates)
+            else:  # one pixel: only its receptive field, from the slot's clean activations
+                probs = _one_pixel(ctx, params, inputs, who, flat[:, 0], colors[:, 0], changed)
+            return jax.lax.dynamic_update_slice(out, probs.astype(out.dtype), (at, 0))
 
         return run_chunk
 
     out = jnp.zeros((rows, ctx.num_classes), jnp.float32)
     out = chunks.run(on.sum() * pop, ctx.chunk, run, out)
     return out[: s * pop].reshape(s, pop, ctx.num_classes)[jnp.argsort(order)]
+
+
+def _one_pixel(ctx: Context, params, inputs: Inputs, who, flat, colors, changed):
+    # An unchanged pixel ("restore", outside the region) keeps its own value.
+    w = ctx.layout.width
+    own = inputs.pixels.reshape(inputs.pixels.shape[0], -1, ctx.layout.channels)[who, flat]
+    colors = jnp.where(changed, colors, own)
+    positions = jnp.stack([flat // w, flat % w], axis=-1)
+    return incremental.window_probs(ctx.plan, inputs.cache, who, positions, colors, params)
 
 
 def decode(ctx: Context, inputs: Inputs, genes, n):

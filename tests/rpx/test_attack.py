@@ -290,3 +290,49 @@ def test_weights_as_an_argument_reuse_the_compiled_program():
     np.testing.assert_allclose(
         results[2].probs, predict(params, jnp.asarray(results[2].adversarial, jnp.float32))
     )
+
+
+@pytest.fixture(scope="module")
+def real_classifier():
+    import os
+
+    import train
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assets = os.path.join(root, "train", "assets")
+    predict, _ = train.load_classifier(os.path.join(assets, "cifar10_compact_fast"))
+    data = np.load(os.path.join(assets, "cifar10_test_sample100.npz"))
+    images = data["image"][:6]
+    labels = np.asarray(predict(jnp.asarray(images, jnp.float32))).argmax(-1).astype(np.int32)
+    return predict, images, labels
+
+
+def test_incremental_evaluation_reports_what_the_full_model_confirms(real_classifier):
+    predict, images, labels = real_classifier
+    region = np.zeros((32, 32), bool)
+    region[4:28, 4:28] = True
+    base = rpx.AttackConfig(population=32, generations=3)
+    out = {}
+    for evaluation in ("incremental", "full"):
+        config = dataclasses.replace(base, evaluation=evaluation)
+        out[evaluation] = rpx.attack(
+            predict, images, labels, region, config=config, key=jax.random.key(0)
+        )
+        result = out[evaluation]
+        confirmed = np.asarray(predict(jnp.asarray(result.adversarial, jnp.float32)))
+        np.testing.assert_allclose(result.probs, confirmed, atol=1e-5)
+        np.testing.assert_array_equal(result.success, confirmed.argmax(-1) != labels)
+    # Scores agree to float rounding, so the searches take the same path here.
+    np.testing.assert_allclose(
+        out["incremental"].fitness_curve, out["full"].fitness_curve, atol=1e-5
+    )
+    streamed = rpx.run(
+        predict, images, labels, region,
+        config=dataclasses.replace(base, evaluation="incremental"), key=jax.random.key(0),
+        batch_size=4, progress=False,
+    )  # fmt: skip
+    for field in ("success", "positions", "generations", "queries"):
+        np.testing.assert_array_equal(
+            getattr(streamed, field), getattr(out["incremental"], field), err_msg=field
+        )
+    np.testing.assert_allclose(streamed.probs, out["incremental"].probs, atol=1e-6)

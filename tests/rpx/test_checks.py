@@ -65,6 +65,7 @@ def test_bad_inputs_name_the_argument(kwargs, message):
         ("restriction", "clip"),
         ("encoding", "spiral"),
         ("chunk_size", 0),
+        ("evaluation", "fast"),
     ],
 )
 def test_bad_config_names_the_field(field, value):

@@ -294,3 +294,27 @@ def test_weights_as_an_argument_give_the_closure_map_without_recompiling():
         np.testing.assert_array_equal(x, y)
     # Halved inputs reach only the black corner: the weights are really used.
     assert np.asarray(other.fooled).sum() < np.asarray(one.fooled).sum()
+
+
+def test_incremental_map_equals_the_full_pass_on_a_real_network():
+    import os
+
+    import train
+
+    assets = os.path.join(os.path.dirname(os.path.abspath(train.__file__)), "assets")
+    predict, _ = train.load_classifier(os.path.join(assets, "cifar10_compact_fast"))
+    images = np.load(os.path.join(assets, "cifar10_test_sample100.npz"))["image"][:2]
+    labels = np.asarray(predict(jnp.asarray(images, jnp.float32))).argmax(-1).astype(np.int32)
+    region = np.zeros((2, 32, 32), bool)
+    region[0, :5, :] = True  # borders and corners
+    region[1, :, 29:] = True
+    maps = {
+        evaluation: rpx.pixel_map(predict, images, labels, region, evaluation=evaluation)
+        for evaluation in ("incremental", "full")
+    }
+    a, b = maps["incremental"], maps["full"]
+    np.testing.assert_allclose(a.fitness, b.fitness, atol=1e-5)
+    np.testing.assert_array_equal(a.classes, b.classes)
+    np.testing.assert_array_equal(a.fooled, b.fooled)
+    with pytest.raises(ValueError, match="evaluation"):
+        rpx.pixel_map(predict, images, labels, evaluation="fast")
