@@ -2,6 +2,7 @@
 
     python benchmarks/incremental_throughput.py --model allconv [--images 8]
         [--candidates 256] [--repeats 3] [--weights auto|random] [--chunk-size 256]
+        [--engine]
 
 One process per net (XLA's CPU thread pools and caches make back-to-back
 measurements of different nets in one process unreliable). For `--model` (compact_fast,
@@ -14,6 +15,12 @@ the two alternate for `--repeats` rounds and each one's best time counts. Printe
 evaluations/s of each, the measured ratio beside the FLOP ratio the analysis predicts,
 the bare classifier's images/s on one chunk (the limit of any full pass), the cache size
 per image and the largest probability difference between the two.
+
+With --engine it also times the engine itself under both settings of
+`evaluation`: a one-pixel untargeted `rpx.attack` and `rpx.run` (population
+--population, --generations generations, every pixel allowed; model evaluations/s =
+the queries the result reports / wall time, after a compiling call on the same
+shapes) and `rpx.pixel_map` over the top-left 8x8 pixels x 8 corners of each image.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import rpx  # noqa: E402
 import train  # noqa: E402
 from rpx import incremental  # noqa: E402
 
@@ -73,6 +81,9 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--weights", choices=("auto", "random"), default="auto")
     parser.add_argument("--chunk-size", type=int, default=None)
+    parser.add_argument("--engine", action="store_true", help="also time attack/run/pixel_map")
+    parser.add_argument("--population", type=int, default=100)
+    parser.add_argument("--generations", type=int, default=3)
     args = parser.parse_args(argv)
 
     predict, described = classifier(args.model, args.weights)
@@ -115,6 +126,47 @@ def main(argv=None) -> None:
         f"predicted FLOP ratio {plan.flop_ratio:.2f}"
     )
     print(f"  cache {plan.cache_bytes / 2**20:.2f} MiB per image; max |diff| {diff:.2e}")
+    if args.engine:
+        rates = engine_rates(predict, images, args)
+        for what in ("attack", "run", "pixel_map"):
+            a, b = rates[what, "incremental"], rates[what, "full"]
+            print(
+                f"  rpx.{what:<9} incremental {a:9.1f}/s, full {b:9.1f}/s: ratio {a / b:.2f} "
+                f"(incremental / bare predict {a / limit:.2f})"
+            )
+
+
+def engine_rates(predict, images, args) -> dict:
+    """{(what, evaluation): model evaluations/s} of rpx.attack, rpx.run and rpx.pixel_map."""
+    labels = np.asarray(predict(jnp.asarray(images, jnp.float32))).argmax(-1).astype(np.int32)
+    region = np.zeros(images.shape[1:3], bool)
+    region[:8, :8] = True
+    rates = {}
+    for evaluation in ("incremental", "full"):
+        config = rpx.AttackConfig(
+            population=args.population, generations=args.generations, evaluation=evaluation,
+            chunk_size=args.chunk_size,
+        )  # fmt: skip
+        calls = {
+            "attack": lambda c=config: rpx.attack(
+                predict, images, labels, config=c, key=jax.random.key(0)
+            ),
+            "run": lambda c=config: rpx.run(
+                predict, images, labels, config=c, key=jax.random.key(0), progress=False,
+                batch_size=len(images),
+            ),
+            "pixel_map": lambda e=evaluation: rpx.pixel_map(
+                predict, images, labels, region, batch_size=args.chunk_size, evaluation=e
+            ),
+        }  # fmt: skip
+        for what, fn in calls.items():
+            out = jax.block_until_ready(fn())  # compiles
+            start = time.perf_counter()
+            out = jax.block_until_ready(fn())
+            wall = time.perf_counter() - start
+            count = region.sum() * 8 * len(images) if what == "pixel_map" else out.queries.sum()
+            rates[what, evaluation] = float(count) / wall
+    return rates
 
 
 if __name__ == "__main__":
