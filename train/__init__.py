@@ -7,6 +7,6 @@ Train with `python -m train --model=compact --dataset=cifar10 --workdir=DIR --da
 """
 
 from train import models
-from train.checkpoint import load_classifier
+from train.checkpoint import load_classifier, load_parts
 
-__all__ = ["load_classifier", "models"]
+__all__ = ["load_classifier", "load_parts", "models"]

@@ -123,7 +123,8 @@ def _drop_failed_reads(previous, unraisable) -> None:
 
 
 def load_classifier(workdir: str, step: int | None = None, dtype="float32", flip_tta: bool = False):
-    """Load a trained classifier from a workdir (or a shipped copy of one).
+    """Load a trained classifier from a workdir (or a shipped copy of one) as one function
+    with its weights closed over; `load_parts` gives the weights separately.
 
     Args:
       workdir: the `--workdir` of a training run (holding `checkpoints/`).
@@ -145,6 +146,20 @@ def load_classifier(workdir: str, step: int | None = None, dtype="float32", flip
       FileNotFoundError: no checkpoint in `workdir`.
       ValueError: the checkpoint is there but cannot be read (truncated or corrupt files,
         unreadable metadata, an unknown model); the message names the workdir and step.
+    """
+    apply, variables, info = load_parts(workdir, step, dtype, flip_tta)
+    return functools.partial(apply, variables), info
+
+
+def load_parts(workdir: str, step: int | None = None, dtype="float32", flip_tta: bool = False):
+    """`load_classifier` with the weights as an argument: (apply, variables, info).
+
+    `apply(variables, images float32 [B,H,W,3]) -> probabilities float32 [B, K]` is the
+    same function object for every checkpoint of the same model, dtype and flip_tta, so
+    an attack given `predict=apply, params=variables` (e.g. `rpx.attack(...,
+    params=variables)`) reuses its compiled program across checkpoints and epochs.
+    `variables` is the restored pytree, `info` as in `load_classifier`. Raises as
+    `load_classifier` does.
     """
     path = os.path.join(workdir, CHECKPOINT_DIR)
     if not os.path.isdir(path):
@@ -182,16 +197,7 @@ def load_classifier(workdir: str, step: int | None = None, dtype="float32", flip
     mngr.close()
     if not variables["batch_stats"]:
         variables = {"params": variables["params"]}
-
-    def probabilities(images):
-        logits = model.apply(variables, images, train=False)
-        return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-
-    def predict(images):
-        images = jnp.asarray(images, jnp.float32)
-        if not flip_tta:
-            return probabilities(images)
-        return (probabilities(images) + probabilities(images[:, :, ::-1])) / 2
+    apply = classifier_apply(meta["model"], meta["num_classes"], jnp.dtype(dtype).name, flip_tta)
 
     info = {
         "model": meta["model"],
@@ -203,4 +209,24 @@ def load_classifier(workdir: str, step: int | None = None, dtype="float32", flip
         "epoch": meta.get("epoch"),
         "flip_tta": flip_tta,
     }
-    return predict, info
+    return apply, variables, info
+
+
+@functools.cache
+def classifier_apply(model_name: str, num_classes: int, dtype: str, flip_tta: bool):
+    """apply(variables, images) -> probabilities float32 [B, K] of one model; cached, so
+    the same arguments give the same function object (a stable jit key)."""
+    model = models.module(model_name, num_classes, dtype=jnp.dtype(dtype))
+
+    def probabilities(variables, images):
+        logits = model.apply(variables, images, train=False)
+        return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+    def apply(variables, images):
+        images = jnp.asarray(images, jnp.float32)
+        if not flip_tta:
+            return probabilities(variables, images)
+        flipped = probabilities(variables, images[:, :, ::-1])
+        return (probabilities(variables, images) + flipped) / 2
+
+    return apply
