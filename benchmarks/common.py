@@ -14,7 +14,7 @@ DEFAULT_DATA = os.path.join(ROOT, "..", "shared", "data", "cifar10-test-first932
 
 
 class CNN20(nn.Module):
-    """A small CIFAR CNN of about 20 MFLOP per image (the size DESIGN.md's notes measure)."""
+    """A small CIFAR CNN of about 20 MFLOP per image."""
 
     @nn.compact
     def __call__(self, x):

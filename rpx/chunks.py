@@ -16,7 +16,7 @@ import jax.numpy as jnp
 def chunk_size(requested: int | None, image_shape, total: int) -> int:
     """Candidates per classifier call: `requested`, else a backend default, at most `total`.
 
-    On CPU a small CNN runs fastest at batches of 128-256 (DESIGN.md's measurements);
+    On CPU a small CNN runs fastest at batches of 128-256 (benchmarks/README.md);
     accelerators want large batches, capped so the candidate images stay near 1 GiB.
     """
     if requested is not None:

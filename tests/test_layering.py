@@ -1,4 +1,4 @@
-"""The layering of DESIGN.md, read from the source: every import statement (at any depth,
+"""The package layering, read from the source: every import statement (at any depth,
 lazy ones inside functions included) of every .py file under rpx/ and train/.
 
 rpx never imports train/ or experiments/; train/ never imports rpx or experiments/;
