@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rpx import chunks
 from rpx.incremental.plan import Plan, analyse, clean_cache, window_probs
 
 EVALUATIONS = ("auto", "full", "incremental")
@@ -68,8 +68,7 @@ def one_pixel_probs(
         num_classes = plan.num_classes
     if n * m == 0:
         return jnp.zeros((n, m, num_classes), jnp.float32)
-    chunk = chunk_size or _default_chunk(images.shape[1:])
-    chunk = min(chunk, n * m)
+    chunk = chunks.chunk_size(chunk_size, images.shape, n * m)
     group = n if use_plan is None else min(n, CACHE_BUDGET_BYTES // max(1, use_plan.cache_bytes))
     group = max(1, group)
     group = -(-n // -(-n // group))  # the same number of groups, as even as possible
@@ -124,14 +123,6 @@ def _program(predict, plan: Plan | None, chunk: int, with_params: bool):
         return probs.reshape(steps * chunk, -1)[:total].reshape(g, m, -1)
 
     return jax.jit(run)
-
-
-def _default_chunk(image_shape) -> int:
-    """Candidates per call: CPUs run small CNNs fastest at about 256 (DESIGN.md);
-    accelerators want large batches, capped near 1 GiB of candidate images."""
-    if jax.default_backend() == "cpu":
-        return 256
-    return max(64, min(8192, (1 << 30) // (4 * math.prod(image_shape))))
 
 
 def _num_classes(predict, image_shape, params) -> int:
