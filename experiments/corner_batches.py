@@ -1,0 +1,165 @@
+"""One classifier's all-class corner maps on disk: a folder of compressed batch files.
+
+WORKDIR/NET/ holds `maps-{start:05d}-{stop:05d}.npz`, one per finished batch of the
+classifier's picked images (positions start..stop-1 of its pick list), each with
+
+  classes  int8 [B, H, W, M]  predicted class with corner m at each pixel (`PixelMap.classes`)
+  index    int32 [B]          dataset index of each image
+  label    int32 [B]          its label (= the clean prediction: only correct images are picked)
+  wall_seconds, cpu_seconds   float64 scalars: the batch's scan time (CPU: this process)
+  evaluations                 int64 scalar: model evaluations the batch cost
+  finished                    0-d str: when the batch was written (UTC, ISO 8601)
+
+A batch is written to a temporary file beside it and renamed, so a file that exists is
+whole; a run killed mid-batch leaves no batch file (a stray `.tmp-*` is ignored), and
+the next run scans only the positions no file covers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import glob
+import os
+import re
+import tempfile
+
+import numpy as np
+
+_NAME = re.compile(r"maps-(\d{5})-(\d{5})\.npz$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Maps:
+    """Every stored batch of one classifier, in position order.
+
+    classes int8 [N, H, W, M]; index int32 [N]; label int32 [N]; batches: one dict per
+    batch file (start, stop, wall_seconds, cpu_seconds, evaluations, finished).
+    """
+
+    classes: np.ndarray
+    index: np.ndarray
+    label: np.ndarray
+    batches: list[dict]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+class BatchFolder:
+    """The batch files of one classifier in `folder` (created on the first write)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def spans(self) -> list[tuple[int, int]]:
+        """(start, stop) of every batch file present, sorted; ValueError if two overlap."""
+        spans = []
+        for path in glob.glob(os.path.join(self.folder, "maps-*.npz")):
+            found = _NAME.search(os.path.basename(path))
+            if found:
+                spans.append((int(found.group(1)), int(found.group(2))))
+        spans.sort()
+        for (a0, a1), (b0, b1) in zip(spans, spans[1:], strict=False):
+            if b0 < a1:
+                raise ValueError(
+                    f"{self.folder}: batch files {a0}-{a1} and {b0}-{b1} overlap; remove one"
+                )
+        return spans
+
+    def missing(self, count: int) -> list[int]:
+        """Positions in [0, count) that no batch file covers, ascending."""
+        done = np.zeros(count, bool)
+        for start, stop in self.spans():
+            done[start : min(stop, count)] = True
+        return np.flatnonzero(~done).tolist()
+
+    def path(self, start: int, stop: int) -> str:
+        return os.path.join(self.folder, f"maps-{start:05d}-{stop:05d}.npz")
+
+    def write(self, start: int, classes, index, label, **timing) -> str:
+        """Write the batch of positions start..start+B-1 atomically; returns its path.
+
+        classes: int [B, H, W, M] in [-1, 127]; index, label: int [B]; timing:
+        wall_seconds, cpu_seconds, evaluations.
+        """
+        classes = np.asarray(classes)
+        if classes.ndim != 4 or classes.min(initial=0) < -1 or classes.max(initial=0) > 127:
+            raise ValueError(f"classes must be int [B, H, W, M] in [-1, 127], got {classes.shape}")
+        stop = start + len(classes)
+        path = self.path(start, stop)
+        os.makedirs(self.folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=self.folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez_compressed(
+                    f,
+                    classes=classes.astype(np.int8),
+                    index=np.asarray(index, np.int32),
+                    label=np.asarray(label, np.int32),
+                    wall_seconds=np.float64(timing["wall_seconds"]),
+                    cpu_seconds=np.float64(timing["cpu_seconds"]),
+                    evaluations=np.int64(timing["evaluations"]),
+                    finished=np.array(_now()),
+                )
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        return path
+
+    def read(self, expected_index=None) -> Maps:
+        """All batches in position order. With `expected_index` (int [P], the pick list),
+        ValueError unless every batch holds the images its positions name there."""
+        parts, batches = [], []
+        for start, stop in self.spans():
+            path = self.path(start, stop)
+            try:
+                with np.load(path, allow_pickle=False) as d:
+                    part = {k: d[k] for k in d.files}
+            except Exception as err:  # zip and key errors alike: not a batch file
+                raise ValueError(f"{path} is not a corner-map batch ({err}); remove it") from None
+            if len(part["index"]) != stop - start or len(part["classes"]) != stop - start:
+                raise ValueError(f"{path} holds {len(part['index'])} images, not {stop - start}")
+            if expected_index is not None:
+                want = np.asarray(expected_index)[start:stop]  # shorter past the list's end
+                if not np.array_equal(want, part["index"][: len(want)]):
+                    raise ValueError(
+                        f"{path} holds dataset images {part['index'][:5].tolist()}..., but "
+                        f"positions {start}-{stop} are now {want[:5].tolist()}...: other data "
+                        "or another classifier; use another --workdir"
+                    )
+            parts.append(part)
+            batches.append(
+                dict(
+                    start=start,
+                    stop=stop,
+                    finished=str(part["finished"]),
+                    **{k: part[k].item() for k in ("wall_seconds", "cpu_seconds", "evaluations")},
+                )
+            )
+        if not parts:
+            return Maps(
+                np.zeros((0, 0, 0, 0), np.int8), np.zeros(0, np.int32), np.zeros(0, np.int32), []
+            )
+        cat = {k: np.concatenate([p[k] for p in parts]) for k in ("classes", "index", "label")}
+        return Maps(cat["classes"], cat["index"], cat["label"], batches)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def batches_of(positions: list[int], size: int) -> list[list[int]]:
+    """Consecutive runs of `positions` cut into batches of at most `size`."""
+    out, run = [], []
+    for p in positions:
+        if run and (p != run[-1] + 1 or len(run) == size):
+            out.append(run)
+            run = []
+        run.append(p)
+    return out + [run] if run else out
