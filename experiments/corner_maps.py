@@ -1,0 +1,103 @@
+"""All-class one-pixel corner maps of the paper's networks, per region (issue 16).
+
+    python -m experiments.corner_maps --models=allconv,nin,compact_fast --images=500 \
+        --workdir=runs/corner-maps [--batch=4] [--data-file=...]
+    python -m experiments.corner_maps --report --workdir=runs/corner-maps
+
+Scans every pixel x the 8 colour-cube corners of each classifier's first N correctly
+classified images (`experiments.corner_study`), batch by batch into WORKDIR/NET/
+(resumable: a re-run scans only what is missing), with GrabCut masks of all the images
+cached in WORKDIR/masks.npz, then writes report.md, report.json and figures/
+(`experiments.corner_analysis`, `experiments.corner_report`). --report only rewrites
+the report from the finished batches; it takes no lock, so it can read a running run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import types
+
+from experiments import classifiers, corner_analysis, corner_report, corner_study, masks, store
+from experiments.images import ASSETS, ROOT, cifar10_test
+from rpx import incremental, segment
+
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "cifar10-test-first932.npz")
+
+
+def _flags(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.corner_maps",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--models",
+        default="allconv,nin,compact_fast",
+        help="comma list of names (train/assets/cifar10_NAME) or name=workdir",
+    )
+    p.add_argument("--images", type=int, default=500, help="first N correct images per net")
+    p.add_argument("--batch", type=int, default=4, help="images per batch file")
+    p.add_argument("--workdir", default="runs/corner-maps")
+    p.add_argument("--data-file", default=DATA, help="one .npz with `image` and `label`")
+    p.add_argument("--classifiers", default=ASSETS, help="folder of cifar10_NAME workdirs")
+    p.add_argument("--evaluation", default="auto", choices=incremental.EVALUATIONS)
+    p.add_argument("--report", action="store_true", help="only (re)write the report")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap and size-matched control")
+    args = p.parse_args(argv)
+    for flag, least in (("images", 1), ("batch", 1), ("resamples", 100), ("seed", 0)):
+        if getattr(args, flag) < least:
+            raise ValueError(f"--{flag} must be >= {least}, got {getattr(args, flag)}")
+    if args.seed >= 2**32:
+        raise ValueError(f"--seed must be < 2**32, got {args.seed}")
+    if not args.workdir:
+        raise ValueError("--workdir must not be empty")
+    models = corner_study.models_flag(args.models, args.classifiers)
+    if not args.report and not os.path.isfile(args.data_file):
+        raise ValueError(f"--data-file {args.data_file} does not exist or is not a file")
+    return args, models
+
+
+def _report(args) -> None:
+    analysis = corner_analysis.analyse(args.workdir, args.resamples, args.seed)
+    written = corner_report.write(args.workdir, analysis)
+    done = ", ".join(f"{n} {r['images']} images" for n, r in analysis["nets"].items())
+    print(f"report of {done or 'no finished batch'}: {', '.join(written)}")
+
+
+def _main(argv) -> int:
+    args, models = _flags(argv)
+    if args.report:
+        _report(args)
+        return 0
+    data = cifar10_test(args.data_file)
+    identity = segment.data_identity(data.images, data.labels)
+    loaded = classifiers.load(
+        types.SimpleNamespace(models=models), "cifar10", "--data-dir=DATA", data.images.shape[1:]
+    )
+    classifiers.check_labels(data.labels, loaded, data.name)
+    with store.locked(args.workdir):
+        settings = corner_study.settings(identity, args.evaluation)
+        store.check_settings(args.workdir, settings, classifiers.digests(loaded))
+        masks.workdir_masks(corner_study.mask_path(args.workdir), data.images, identity)
+        scanned = corner_study.scan_models(
+            args.workdir, loaded, data.images, data.labels, args.images, args.batch, args.evaluation
+        )
+        if scanned or not os.path.exists(os.path.join(args.workdir, "report.md")):
+            _report(args)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (2 with a message for bad input)."""
+    try:
+        return _main(argv)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
