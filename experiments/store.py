@@ -20,8 +20,14 @@ import json
 import os
 import tempfile
 
-# The fields that name one attack: one line per distinct key.
-KEY_FIELDS = ("model", "region", "pixels", "restriction", "attack", "image", "target")
+from experiments import methods
+
+# The fields that name one attack: one line per distinct key. A record without the
+# method fields (search, init) is the paper's DE with LHS (`experiments.methods`).
+KEY_FIELDS = (
+    "model", "region", "pixels", "restriction", "attack", "image", "target", "search", "init",
+)  # fmt: skip
+KEY_DEFAULTS = dict(zip(("search", "init"), methods.DEFAULT, strict=True))
 # What each field of a record holds (experiments.metrics.records plus the cell's fields).
 FIELD_TYPES = {
     "model": str, "region": str, "pixels": int, "restriction": str, "attack": str,
@@ -30,12 +36,15 @@ FIELD_TYPES = {
     "queries": int, "clean_top": list, "clean_top_p": list, "adv_top": list,
     "adv_p_at_clean_top": list, "positions": list, "colors": list,
 }  # fmt: skip
+# Fields a record may hold (a method other than the paper's, see experiments.methods).
+OPTIONAL_TYPES = {"search": str, "init": (str, type(None))}
 LOCK_FILE = "run.lock"
 
 
 def record_key(record: dict) -> tuple:
-    """The tuple of KEY_FIELDS naming the attack of `record`."""
-    return tuple(record.get(k) for k in KEY_FIELDS)
+    """The tuple of KEY_FIELDS naming the attack of `record` (absent method fields read
+    as the paper's DE with LHS, so older records keep their keys)."""
+    return tuple(record.get(k, KEY_DEFAULTS.get(k)) for k in KEY_FIELDS)
 
 
 def check_record(record) -> None:
@@ -45,7 +54,8 @@ def check_record(record) -> None:
     missing = [k for k in FIELD_TYPES if k not in record]
     if missing:
         raise ValueError(f"a result record without {missing}")
-    for k, kind in FIELD_TYPES.items():
+    optional = {k: kind for k, kind in OPTIONAL_TYPES.items() if k in record}
+    for k, kind in {**FIELD_TYPES, **optional}.items():
         v = record[k]
         if not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool):
             raise ValueError(f"field {k!r} holds {v!r}")
@@ -144,7 +154,9 @@ def _replace(path: str, data: bytes) -> None:
         raise
 
 
-def check_settings(workdir: str, settings: dict, models: dict | None = None) -> None:
+def check_settings(
+    workdir: str, settings: dict, models: dict | None = None, defaults: dict | None = None
+) -> None:
     """Write WORKDIR/settings.json, or raise ValueError if it holds other settings.
 
     Args:
@@ -152,12 +164,14 @@ def check_settings(workdir: str, settings: dict, models: dict | None = None) -> 
       models: {model name: identity (e.g. a parameter digest)}, kept under "models":
         a name recorded with another identity is refused (other weights behind the same
         name); new names are added.
+      defaults: {setting: value} for settings added since a workdir may have been made:
+        one its settings.json lacks reads as this value (the file is left as it is).
     """
     path = os.path.join(workdir, "settings.json")
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
     models = json.loads(json.dumps(models or {}))
     if os.path.exists(path):
-        old = _read_settings(path)
+        old = {**json.loads(json.dumps(defaults or {})), **_read_settings(path)}
         known = old.pop("models", {})
         if old != settings:
             diff = {k: (old.get(k), settings.get(k)) for k in old.keys() | settings.keys()}
@@ -224,12 +238,12 @@ def locked(workdir: str):
 
 
 @contextlib.contextmanager
-def open_workdir(workdir: str, settings: dict, models: dict):
+def open_workdir(workdir: str, settings: dict, models: dict, defaults: dict | None = None):
     """Lock WORKDIR for the `with` block, read and check its results.jsonl, then check
-    (or write) settings.json with `models` ({name: parameter digest}, see
-    `check_settings`); yields the ResultStore. Nothing is written when any of it is
-    refused."""
+    (or write) settings.json with `models` ({name: parameter digest}) and `defaults`
+    (see `check_settings`); yields the ResultStore. Nothing is written when any of it
+    is refused."""
     with locked(workdir):
         results = ResultStore(os.path.join(workdir, "results.jsonl"))
-        check_settings(workdir, settings, models)
+        check_settings(workdir, settings, models, defaults)
         yield results

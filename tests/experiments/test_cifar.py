@@ -9,7 +9,7 @@ import pytest
 
 import train
 from experiments import cifar
-from experiments.store import KEY_FIELDS, ResultStore
+from experiments.store import ResultStore, record_key
 from tests.experiments.tiny import mock_cifar, tiny_predict
 
 SAMPLES = 5
@@ -54,7 +54,7 @@ def read_lines(workdir):
 
 
 def key(r):
-    return tuple(r[k] for k in KEY_FIELDS)
+    return record_key(r)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,70 @@
+"""What found a record: an rpx search (`--search`, `--init`) or the corner scan.
+
+A record of the paper's method (DE from a latin hypercube) holds no method fields, as
+records did before the flags existed, so its key, its randomness and its line stay what
+they were. Any other method writes `search` and `init` into its records (and into the
+cell's name, so its randomness differs):
+
+  search="de", init="uniform" | "scan"   DE from another initial population
+  search="sparse_rs", init=None          Sparse-RS (it draws its own initial sets)
+  search="scan", init=None               targeted 1-pixel rows answered by one
+                                         all-class corner scan (`--targeted-from-scan`,
+                                         `experiments.scan_targets`)
+"""
+
+from __future__ import annotations
+
+DEFAULT = ("de", "lhs")
+SCAN = ("scan", None)
+SCAN_NOTE = (
+    "targeted 1-pixel rows from one all-class corner scan per image and region: "
+    "region pixels x 8 queries shared by all its targets"
+)
+
+
+def of(record: dict) -> tuple[str, str | None]:
+    """(search, init) of a record; the paper's DE with LHS when it holds neither."""
+    return record.get("search", DEFAULT[0]), record.get("init", DEFAULT[1])
+
+
+def fields(search: str, init: str | None) -> dict:
+    """The fields a record of this method holds: none for the paper's DE with LHS;
+    init None for a search without DE's initial population (Sparse-RS, the scan)."""
+    if (search, init) == DEFAULT:
+        return {}
+    return {"search": search, "init": init if search == "de" else None}
+
+
+def label(method: tuple[str, str | None]) -> str:
+    """Words for a method in tables and titles; "" for the paper's DE with LHS."""
+    search, init = method
+    if method == DEFAULT:
+        return ""
+    if method == SCAN:
+        return f"search=scan ({SCAN_NOTE})"
+    return f"search={search}" + (f", init={init}" if init is not None else "")
+
+
+def short(method: tuple[str, str | None]) -> str:
+    """A few words for a method in figure titles; "" for the paper's DE with LHS."""
+    if method == DEFAULT:
+        return ""
+    return method[0] + (f", init {method[1]}" if method[1] is not None else "")
+
+
+def suffix(method: tuple[str, str | None]) -> str:
+    """A file-name suffix for a method; "" for the paper's DE with LHS."""
+    return "" if method == DEFAULT else "_" + "_".join(v for v in method if v is not None)
+
+
+def order(method: tuple[str, str | None]) -> tuple:
+    """Sort key: the paper's method first, then by name."""
+    return (method != DEFAULT, method[0], method[1] or "")
+
+
+def split(records) -> list[tuple[tuple[str, str | None], list[dict]]]:
+    """Records grouped by method, the paper's first."""
+    out: dict[tuple, list[dict]] = {}
+    for r in records:
+        out.setdefault(of(r), []).append(r)
+    return sorted(out.items(), key=lambda item: order(item[0]))
