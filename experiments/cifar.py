@@ -16,13 +16,14 @@ import os
 import sys
 
 from experiments import classifiers, cli, figures, masks, store, tables
-from experiments.grid import run_grid
+from experiments.grid import SETTING_DEFAULTS, run_grid
 from experiments.images import ASSETS, cifar10_test
 
 DEFAULTS = dict(
     region="all", models="allconv,nin,vgg16_cifar", pixels="1,3,5", attack="both",
     samples=500, population=400, generations=100, restriction="table", seed=0,
-    batch_size=16, workdir="runs/cifar", classifiers=ASSETS,
+    batch_size=16, search="de", init="lhs", targeted_from_scan=False,
+    workdir="runs/cifar", classifiers=ASSETS,
 )  # fmt: skip
 PRESETS = {
     "demo": dict(
@@ -64,7 +65,9 @@ def _main(argv) -> int:
         generations=grid.generations,
         masks=given.settings if given else segment.GrabCutSettings().to_dict(),
     )  # fmt: skip
-    with store.open_workdir(args.workdir, settings, classifiers.digests(loaded)) as results:
+    settings.update(grid.settings())  # the method flags (absent from older workdirs)
+    digests = classifiers.digests(loaded)
+    with store.open_workdir(args.workdir, settings, digests, SETTING_DEFAULTS) as results:
         path = os.path.join(args.workdir, "masks.npz")
         cache = given or masks.workdir_masks(path, images.images, data)
         foreground = lambda idx, _: cache[idx]  # noqa: E731

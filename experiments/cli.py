@@ -14,6 +14,7 @@ import sys
 
 from experiments.grid import ATTACKS, Grid
 from rpx import regions
+from rpx.search import INITS, SEARCHES
 
 RESTRICTION_FLAG = ("table", "restore", "both")
 
@@ -30,6 +31,13 @@ def add_grid_flags(p: argparse.ArgumentParser, defaults: dict) -> None:
     p.add_argument("--population", type=int, help="DE population (default 400)")
     p.add_argument("--generations", type=int, help="DE generations (default 100)")
     p.add_argument("--restriction", help="table, restore or both (the ablation; default table)")
+    p.add_argument("--search", help="comma list of de, sparse_rs (default de, the paper's)")
+    p.add_argument("--init", help="comma list of DE inits: lhs, uniform, scan (default lhs)")
+    p.add_argument(
+        "--targeted-from-scan", action="store_true", default=None,
+        help="answer the targeted 1-pixel cells from one all-class corner scan per image "
+        "and region (rpx.pixel_map) instead of a search",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, help="picks the samples and seeds the attacks (default 0)")
     p.add_argument("--batch-size", type=int, help="images searched at once (default 16)")
     p.add_argument("--workdir", help="results.jsonl, table.md and figures/ go here")
@@ -79,6 +87,9 @@ def grid_from(args, dataset: str) -> Grid:
         population=args.population,
         generations=args.generations,
         batch_size=args.batch_size,
+        searches=parse_list("search", args.search, SEARCHES),
+        inits=parse_list("init", args.init, INITS),
+        targeted_from_scan=bool(args.targeted_from_scan),
     )
 
 

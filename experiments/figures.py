@@ -16,7 +16,7 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
-from experiments import metrics
+from experiments import methods, metrics
 from rpx import plots
 from rpx.regions import mask as region_mask
 
@@ -122,48 +122,57 @@ def write_figures(
     folder = os.path.join(workdir, "figures")
     out = []
     recs = [r for r in records if r["restriction"] == "table"]
-    for (model,), mrecs in metrics.group(recs, "model").items():
-        tar = [r for r in mrecs if r["attack"] == "targeted"]
-        if tar and num_targets:
-            shares = metrics.by_cell(
-                tar, ("region", "pixels"), lambda rs: metrics.target_counts(rs, num_targets)
-            )
-            out.append(
-                target_count_bars(
-                    shares, os.path.join(folder, f"fig3_targets_{model}.png"), f"{model}: Fig. 3"
-                )
-            )
-        one = [r for r in mrecs if r["pixels"] == min(r["pixels"] for r in mrecs)]
-        k = one[0]["num_classes"]
-        for attack, fig in (("untargeted", "fig4"), ("targeted", "fig5")):
-            maps = {
-                (model, region): metrics.class_pairs(rs, k, attack)
-                for (region,), rs in metrics.group(one, "region").items()
-                if any(r["attack"] == attack for r in rs)
-            }
-            if maps and k <= 20:
-                path = os.path.join(folder, f"{fig}_{attack}_pairs_{model}.png")
-                px = one[0]["pixels"]
-                out.append(
-                    class_pairs_heatmaps(maps, path, f"{model}: {attack} {px}-pixel, Fig. {fig[3]}")
-                )
-        unt = [r for r in one if r["attack"] == "untargeted"]
-        if unt:
-            both = metrics.common_successes(unt)
-            curves = {
-                region: metrics.fitness_curves([r for r in rs if r["image"] in both])
-                for (region,), rs in metrics.group(unt, "region").items()
-            }
-            path = os.path.join(folder, f"fig6_fitness_{model}.png")
-            title = (
-                f"{model}: untargeted {unt[0]['pixels']}-pixel, images successful in all regions"
-            )
-            out.append(plots.fitness_plot(curves, path, title))
-            out.append(_examples(folder, model, unt, images, class_names, foreground))
+    for (model,), model_recs in metrics.group(recs, "model").items():
+        for method, mrecs in methods.split(model_recs):
+            # Another method's figures get its name in their files and titles.
+            name = model + methods.suffix(method)
+            title = model + "".join(f" ({w})" for w in [methods.short(method)] if w)
+            out += _model_figures(folder, name, title, model, mrecs, images, class_names,
+                                  num_targets, foreground)  # fmt: skip
     return out
 
 
-def _examples(folder, model, unt, images, class_names, foreground, per_region: int = 6) -> str:
+def _model_figures(folder, name, title, model, mrecs, images, class_names, num_targets,
+                   foreground) -> list[str]:  # fmt: skip
+    """The figures of one model and method: files named `name`, titles `title`."""
+    out = []
+    tar = [r for r in mrecs if r["attack"] == "targeted"]
+    if tar and num_targets:
+        shares = metrics.by_cell(
+            tar, ("region", "pixels"), lambda rs: metrics.target_counts(rs, num_targets)
+        )
+        path = os.path.join(folder, f"fig3_targets_{name}.png")
+        out.append(target_count_bars(shares, path, f"{title}: Fig. 3"))
+    one = [r for r in mrecs if r["pixels"] == min(r["pixels"] for r in mrecs)]
+    k = one[0]["num_classes"]
+    for attack, fig in (("untargeted", "fig4"), ("targeted", "fig5")):
+        maps = {
+            (model, region): metrics.class_pairs(rs, k, attack)
+            for (region,), rs in metrics.group(one, "region").items()
+            if any(r["attack"] == attack for r in rs)
+        }
+        if maps and k <= 20:
+            path = os.path.join(folder, f"{fig}_{attack}_pairs_{name}.png")
+            px = one[0]["pixels"]
+            out.append(
+                class_pairs_heatmaps(maps, path, f"{title}: {attack} {px}-pixel, Fig. {fig[3]}")
+            )
+    unt = [r for r in one if r["attack"] == "untargeted"]
+    if unt:
+        both = metrics.common_successes(unt)
+        curves = {
+            region: metrics.fitness_curves([r for r in rs if r["image"] in both])
+            for (region,), rs in metrics.group(unt, "region").items()
+        }
+        path = os.path.join(folder, f"fig6_fitness_{name}.png")
+        px = unt[0]["pixels"]
+        heading = f"{title}: untargeted {px}-pixel, images successful in all regions"
+        out.append(plots.fitness_plot(curves, path, heading))
+        out.append(_examples(folder, name, title, unt, images, class_names, foreground))
+    return out
+
+
+def _examples(folder, stem, title, unt, images, class_names, foreground, per_region=6) -> str:
     """A grid of successful untargeted examples, `per_region` per region, each region
     outlined when `foreground` is given."""
     chosen = []
@@ -184,7 +193,7 @@ def _examples(folder, model, unt, images, class_names, foreground, per_region: i
         fg = np.asarray(foreground(indices, clean), bool)
         regions = np.stack([region_mask(r["region"], m) for r, m in zip(chosen, fg, strict=True)])
     positions = np.array([r["positions"] for r in chosen])
-    path = os.path.join(folder, f"examples_{model}.png")
+    path = os.path.join(folder, f"examples_{stem}.png")
     return plots.adversarial_grid(
-        adv, positions, titles, path, title=f"{model}: examples", regions=regions
+        adv, positions, titles, path, title=f"{title}: examples", regions=regions
     )

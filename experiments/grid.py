@@ -1,17 +1,20 @@
 """The experiment grid: what to run (`Grid`) and running it (`run_grid`).
 
 For each classifier: pick the samples (seeded, among correctly classified images), get
-their foreground masks, then for each (pixel count, restriction, region, attack) cell run
-the rows that results.jsonl does not hold yet with `rpx.run(rows=...)` and append each
-record as soon as its row is done. Rows are image-major, as in `rpx.run`: with targets
-[N, T], row n * T + t attacks image n towards target[n, t]. Each cell has its own key
-(seed and cell name) and each row its own index, so a resumed run gives the same
-records as an uninterrupted one.
+their foreground masks, then for each (pixel count, restriction, method, region, attack)
+cell run the rows that results.jsonl does not hold yet with `rpx.run(rows=...)` and
+append each record as soon as its row is done. Rows are image-major, as in `rpx.run`:
+with targets [N, T], row n * T + t attacks image n towards target[n, t]. Each cell has
+its own key (seed and cell name, the method's included unless it is the paper's DE with
+LHS, `experiments.methods`) and each row its own index, so a resumed run gives the same
+records as an uninterrupted one. With `targeted_from_scan`, the targeted 1-pixel cells
+come from one corner scan per image and region (`experiments.scan_targets`) instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 import zlib
 from collections.abc import Callable
@@ -22,12 +25,15 @@ import numpy as np
 from tqdm import tqdm
 
 import rpx
-from experiments import metrics
+from experiments import methods, metrics, scan_targets
 from experiments.store import ResultStore, record_key
 from rpx import regions
+from rpx.search import INITS, SEARCHES
 
 ATTACKS = ("untargeted", "targeted")
 RESTRICTIONS = ("table", "restore")
+# The method settings of a workdir made before --search, --init, --targeted-from-scan.
+SETTING_DEFAULTS = dict(search=["de"], init=["lhs"], targeted_from_scan=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +44,10 @@ class Grid:
     models: name -> classifier workdir; regions, pixels, attacks, restrictions: the cells
     (every combination is run); samples: images per model; seed: picks the samples and
     seeds every cell; population, generations: the DE budget; batch_size: images
-    searched at once (`rpx.run`'s slots).
+    searched at once (`rpx.run`'s slots). searches, inits: the methods (`methods`:
+    DE from each init, Sparse-RS once); targeted_from_scan: the targeted 1-pixel cells
+    (restriction "table") are answered by one all-class corner scan per image and
+    region (`experiments.scan_targets`) instead of a search.
     """
 
     models: dict[str, str]
@@ -51,6 +60,9 @@ class Grid:
     population: int = 400
     generations: int = 100
     batch_size: int = 16
+    searches: tuple[str, ...] = ("de",)
+    inits: tuple[str, ...] = ("lhs",)
+    targeted_from_scan: bool = False
 
     def __post_init__(self):
         for flag in ("samples", "population", "generations", "batch_size"):
@@ -65,11 +77,36 @@ class Grid:
             ("region", self.regions, regions.REGION_NAMES),
             ("attack", self.attacks, ATTACKS),
             ("restriction", self.restrictions, RESTRICTIONS),
+            ("search", self.searches, SEARCHES),
+            ("init", self.inits, INITS),
         ):
             if not values or not set(values) <= set(choices):
                 raise ValueError(f"--{flag}: {list(values)} not among {', '.join(choices)}")
+        if "de" not in self.searches and self.inits != ("lhs",):
+            raise ValueError(f"--init {','.join(self.inits)} seeds DE: add de to --search")
+        if self.targeted_from_scan and (1 not in self.pixels or "targeted" not in self.attacks
+                                        or "table" not in self.restrictions):  # fmt: skip
+            raise ValueError(
+                "--targeted-from-scan answers targeted 1-pixel cells under restriction "
+                "table: it needs 1 in --pixels, --attack targeted or both, and "
+                "--restriction table or both"
+            )
         if not self.models:
             raise ValueError("--models must not be empty")
+
+    def methods(self) -> list[tuple[str, str | None]]:
+        """(search, init) of each method: DE from each init, then Sparse-RS (init None)."""
+        return [("de", i) if s == "de" else (s, None)
+                for s in self.searches for i in (self.inits if s == "de" else (None,))]  # fmt: skip
+
+    def settings(self) -> dict:
+        """The method flags as settings.json records them (canonical order); see
+        `SETTING_DEFAULTS` for a workdir made before they existed."""
+        return dict(
+            search=[s for s in SEARCHES if s in self.searches],
+            init=[i for i in INITS if i in self.inits],
+            targeted_from_scan=self.targeted_from_scan,
+        )
 
     def budget_line(self, paper_samples: int) -> str:
         """One line stating the budget, flagged when smaller than the paper's."""
@@ -78,6 +115,10 @@ class Grid:
             f"{self.generations} generations, pixels {list(self.pixels)}, "
             f"attacks {list(self.attacks)}, regions {list(self.regions)}"
         )
+        if self.methods() != [methods.DEFAULT]:
+            line += f", methods {[methods.short(m) or 'de' for m in self.methods()]}"
+        if self.targeted_from_scan:
+            line += f", {methods.SCAN_NOTE}"
         if self.samples < paper_samples or self.population < 400 or self.generations < 100:
             line += (
                 f" (REDUCED: the paper used {paper_samples} images, population 400, "
@@ -133,9 +174,15 @@ def other_classes(labels, num_classes: int) -> np.ndarray:
     return np.stack([classes[classes != y] for y in labels]).astype(np.int32)
 
 
-def cell_key(seed: int, model: str, region: str, pixels: int, restriction: str, attack: str):
-    """The PRNG key of one cell: the seed folded with a stable hash of the cell's name."""
+def cell_key(
+    seed: int, model: str, region: str, pixels: int, restriction: str, attack: str,
+    search: str = "de", init: str | None = "lhs",
+):  # fmt: skip
+    """The PRNG key of one cell: the seed folded with a stable hash of the cell's name;
+    a method other than the paper's DE with LHS adds its search and init to the name."""
     name = f"{model}/{region}/{pixels}/{restriction}/{attack}"
+    if (search, init) != methods.DEFAULT:
+        name += "".join(f"/{v}" for v in (search, init) if v is not None)
     return jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
@@ -164,24 +211,40 @@ def run_grid(
             log(f"{model}: only {len(idx)} test images are classified correctly; using them all")
         x = images(idx)[0]
         fg = np.asarray(foreground(idx, x))
-        for pixels in grid.pixels:
-            for restriction in grid.restrictions:
-                config = rpx.AttackConfig(
-                    pixels=pixels,
-                    population=grid.population,
-                    generations=grid.generations,
-                    restriction=restriction,
-                )
-                for region in grid.regions:
+        for pixels, restriction, method in itertools.product(
+            grid.pixels, grid.restrictions, grid.methods()
+        ):
+            config = rpx.AttackConfig(
+                pixels=pixels,
+                population=grid.population,
+                generations=grid.generations,
+                restriction=restriction,
+                search=method[0],
+                init=method[1] or "lhs",
+            )
+            for region, attack in itertools.product(grid.regions, grid.attacks):
+                cell = dict(model=model, region=region, pixels=pixels, restriction=restriction,
+                            attack=attack, **methods.fields(*method))  # fmt: skip
+                if not _from_scan(grid, cell):
                     mask = regions.mask(region, fg)
-                    for attack in grid.attacks:
-                        cell = dict(model=model, region=region, pixels=pixels,
-                                    restriction=restriction, attack=attack)  # fmt: skip
-                        _run_cell(grid, store, cell, predict, x, idx, clean, mask, config)
+                    _run_cell(grid, store, cell, predict, x, idx, clean, mask, config)
+        if grid.targeted_from_scan:
+            targets = other_classes(clean.argmax(1), clean.shape[1])
+            for region in grid.regions:
+                cell = dict(model=model, region=region)
+                mask = regions.mask(region, fg)
+                scan_targets.run(store, cell, predict, x, idx, clean, mask, targets,
+                                 grid.batch_size)  # fmt: skip
     log(
         f"{len(store) - before} new results in {time.perf_counter() - start:.1f} s "
         f"({before} already in {store.path})"
     )
+
+
+def _from_scan(grid, cell) -> bool:
+    """Whether the scan answers this cell (`--targeted-from-scan`) instead of a search."""
+    answered = (cell["pixels"], cell["restriction"], cell["attack"]) == (1, "table", "targeted")
+    return grid.targeted_from_scan and answered
 
 
 def _run_cell(grid, store, cell, predict, images, idx, clean, mask, config) -> None:

@@ -18,13 +18,14 @@ import os
 import sys
 
 from experiments import classifiers, cli, figures, masks, store, tables
-from experiments.grid import run_grid
+from experiments.grid import SETTING_DEFAULTS, run_grid
 from experiments.images import ResizedImages
 
 DEFAULTS = dict(
     region="all", models="alexnet,resnet50,vgg16_imagenet", pixels="1", attack="untargeted",
     samples=420, population=400, generations=100, restriction="table", seed=0,
-    batch_size=16, workdir="runs/imagenet", classifiers="train/assets",
+    batch_size=16, search="de", init="lhs", targeted_from_scan=False,
+    workdir="runs/imagenet", classifiers="train/assets",
 )  # fmt: skip
 
 
@@ -71,7 +72,9 @@ def _main(argv) -> int:
         generations=grid.generations, image_size=images.size,
         u2net=masks.file_identity(args.u2net), u2net_size=args.u2net_size,
     )  # fmt: skip
-    with store.open_workdir(args.workdir, settings, classifiers.digests(loaded)) as results:
+    settings.update(grid.settings())  # the method flags (absent from older workdirs)
+    digests = classifiers.digests(loaded)
+    with store.open_workdir(args.workdir, settings, digests, SETTING_DEFAULTS) as results:
         run_grid(grid, results, images, loaded, foreground)
         header = f"# ImageNet results\n\n{budget}; data {images.name}."
         written = [tables.write_table(args.workdir, results.records, header, table3=True)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 
-from experiments import metrics, paper
+from experiments import methods, metrics, paper
 
 REGION_ORDER = ("original", "foreground", "background")
 
@@ -28,11 +28,26 @@ def _ordered(values, order):
     return sorted(set(values), key=lambda v: (order.index(v) if v in order else len(order), v))
 
 
+def _by_model_and_method(records) -> list[tuple[tuple, list[dict]]]:
+    """((model, method), records) per model in first-seen order, the paper's method first."""
+    return [
+        ((model, method), rs)
+        for (model,), mrecs in metrics.group(records, "model").items()
+        for method, rs in methods.split(mrecs)
+    ]
+
+
+def _named(model: str, method) -> str:
+    """A table row's name: the model, with the method unless it is the paper's."""
+    word = methods.label(method)
+    return f"{model} ({word})" if word else model
+
+
 def table2_markdown(records: list[dict], num_targets: int | None = None) -> str:
     """Table II: per model, metric rows x (region, pixels) columns, 'ours (paper)'."""
     lines = []
     for (restriction,), recs in metrics.group(records, "restriction").items():
-        for (model,), mrecs in metrics.group(recs, "model").items():
+        for (model, method), mrecs in _by_model_and_method(recs):
             cells = metrics.by_cell(
                 mrecs, ("region", "pixels"), lambda rs: metrics.table2(rs, num_targets)
             )
@@ -45,8 +60,9 @@ def table2_markdown(records: list[dict], num_targets: int | None = None) -> str:
             in_paper = paper.table2(model, "untargeted1", "original", 1) is not None
             source = "paper" if in_paper else "paper: mean of AllConv, NiN, VGG-16(C)"
             images = len({r["image"] for r in mrecs})
+            how = ", ".join(w for w in (f"restriction={restriction}", methods.label(method)) if w)
             lines += [
-                f"### {model} (restriction={restriction}, {images} images; ours ({source}))",
+                f"### {model} ({how}, {images} images; ours ({source}))",
                 "",
                 "| Metric | " + " | ".join(f"{r} {p}-px" for r, p in cols) + " |",
                 "|---|" + "---|" * len(cols),
@@ -83,14 +99,16 @@ def table4_markdown(records: list[dict]) -> str:
         return "(no 1-pixel results with restriction=table)\n"
     regions = _ordered([r["region"] for r in one], REGION_ORDER)
     lines = ["| Model | " + " | ".join(regions) + " |", "|---|" + "---|" * len(regions)]
-    for (model,), recs in metrics.group(one, "model").items():
+    for (model, method), recs in _by_model_and_method(one):
+        if method != methods.DEFAULT and not any(r["attack"] == "untargeted" for r in recs):
+            continue  # e.g. the scan's targeted rows: no untargeted generations
         gens = metrics.by_cell(recs, ("region",), metrics.mean_generations)
         row = []
         for region in regions:
             theirs = paper.by_region(paper.TABLE4, model, None, region)
             ref = "" if theirs is None else f" ({theirs:.2f})"
             row.append(_num(gens.get((region,), math.nan)) + ref)
-        lines.append(f"| {model} | " + " | ".join(row) + " |")
+        lines.append(f"| {_named(model, method)} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -98,12 +116,15 @@ def table3_markdown(records: list[dict]) -> str:
     """Table III: per model, metrics.TABLE3_ROWS x regions, 'ours (paper)'."""
     one = [r for r in records if r["pixels"] == 1 and r["restriction"] == "table"]
     lines = []
-    for (model,), recs in metrics.group(one, "model").items():
+    for (model, method), recs in _by_model_and_method(one):
+        if method != methods.DEFAULT and not any(r["attack"] == "untargeted" for r in recs):
+            continue
         cells = metrics.by_cell(recs, ("region",), metrics.table3)
         regions = _ordered([k[0] for k in cells], REGION_ORDER)
         images = len({r["image"] for r in recs})
+        how = ", ".join(w for w in (methods.label(method), f"{images} images") if w)
         lines += [
-            f"### {model} ({images} images; ours (paper))",
+            f"### {model} ({how}; ours (paper))",
             "",
             "| Metric | " + " | ".join(regions) + " |",
             "|---|" + "---|" * len(regions),
@@ -131,9 +152,12 @@ def ablation_markdown(records: list[dict]) -> str:
         f"| Model | Pixels | Region | Images | {head} |",
         "|---|---|---|---|" + "---|---|" * len(restrictions),
     ]
-    groups = metrics.group(unt, "model", "pixels", "region")
-    for model, p, region in sorted(groups, key=lambda k: (k[0], k[1], REGION_ORDER.index(k[2]))):
-        by = metrics.group(groups[(model, p, region)], "restriction")
+    groups: dict[tuple, list[dict]] = {}
+    for r in unt:
+        groups.setdefault((r["model"], methods.of(r), r["pixels"], r["region"]), []).append(r)
+    order = lambda k: (k[0], methods.order(k[1]), k[2], REGION_ORDER.index(k[3]))  # noqa: E731
+    for model, method, p, region in sorted(groups, key=order):
+        by = metrics.group(groups[(model, method, p, region)], "restriction")
         if len(by) < len(restrictions):
             continue  # not run under every restriction
         common = set.intersection(*({r["image"] for r in rs} for rs in by.values()))
@@ -141,7 +165,8 @@ def ablation_markdown(records: list[dict]) -> str:
         for x in restrictions:
             c = metrics.success_and_generations([r for r in by[(x,)] if r["image"] in common])
             row += [pct(c["success"]), _num(c["generations"])]
-        lines.append(f"| {model} | {p} | {region} | {len(common)} | " + " | ".join(row) + " |")
+        name = _named(model, method)
+        lines.append(f"| {name} | {p} | {region} | {len(common)} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
