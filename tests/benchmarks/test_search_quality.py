@@ -1,0 +1,48 @@
+"""benchmarks/search_quality.py: the scan as a stopping search, and the report's numbers."""
+
+import numpy as np
+
+import rpx
+from benchmarks import search_quality, search_quality_report
+from tests.experiments.tiny import tiny_predict
+
+
+def test_scan_rows_count_the_pairs_up_to_the_first_fooling_one():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    predict = tiny_predict()
+    labels = np.asarray(predict(images.astype(np.float32))).argmax(1)
+    region = np.zeros((3, 32, 32), bool)
+    region[:, 4:20, 6:30] = True
+    region[2] = False  # an empty region: no success, no queries
+    success, queries = search_quality.scan_rows(predict, images, labels, region)
+    classes = np.asarray(rpx.pixel_map(predict, images, labels, region).classes)
+    for n in range(3):
+        tried = [classes[n, y, x, c] for y in range(32) for x in range(32) for c in range(8)
+                 if region[n, y, x]]  # fmt: skip
+        fooled = [i for i, k in enumerate(tried) if k != labels[n]]
+        assert success[n] == bool(fooled)
+        assert queries[n] == (fooled[0] + 1 if fooled else len(tried))
+    assert not success[2] and queries[2] == 0
+
+
+def rows(method, spent, max_queries):
+    return [
+        dict(model="m", pixels=1, region="original", method=method, population=4,
+             generations=1, seed=0, image=i, success=q is not None,
+             queries=max_queries if q is None else q, max_queries=max_queries)
+        for i, q in enumerate(spent)
+    ]  # fmt: skip
+
+
+def test_report_success_at_thresholds_and_median(tmp_path):
+    de = rows("de", [500, 3_000, None, None], 4_100)
+    scan = rows("scan", [6_000, None, 100, None], 8_192)
+    s = search_quality_report.summary(de)
+    assert s["at"] == [0.25, 0.5, None, None]  # above its budget: not reported
+    assert (s["final"], s["max_queries"], s["median_queries"]) == (0.5, 4_100, 1_750.0)
+    assert search_quality_report.summary(scan)["at"] == [0.25, 0.25, 0.5, 0.5]
+    table = search_quality_report.markdown(de + scan)
+    assert "| m | 1 | original | DE | 4 | 25.0% | 50.0% | - | - | 50.0% (4,100) | 1,750 |" in table
+    path = search_quality_report.figure(de + scan, str(tmp_path / "f.png"))
+    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
