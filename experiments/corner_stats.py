@@ -112,7 +112,8 @@ def _ratio(num, den, boot) -> dict:
 def summarise(facts: ImageFacts, boot) -> dict:
     """Everything the report shows for one (classifier, region); `boot` int [R, N].
 
-    Returns a JSON-ready dict: images; fooled (count, share estimate/low/high); targets
+    Returns a JSON-ready dict: images; fooled (count, share estimate/low/high); targeted
+    (the share of (image, other class) pairs reachable, the paper's Targeted); targets
     (share per number of reached classes 0..K-1: counts, estimate, low, high lists);
     density_pooled (fooling pixels / region pixels over all images) and density_mean
     (the mean of each image's ratio, images with a non-empty region), each with its
@@ -134,6 +135,7 @@ def summarise(facts: ImageFacts, boot) -> dict:
     return dict(
         images=int(n),
         fooled=dict(count=int(facts.fooled.sum()), **_mean(fooled, boot)),
+        targeted=dict(pairs=int(facts.reached.sum()), **_mean(facts.targets / (k - 1), boot)),
         targets=dict(
             counts=onehot.sum(0).astype(int).tolist(),
             **{f: [s[f] for s in target_shares] for f in ("estimate", "low", "high")},
