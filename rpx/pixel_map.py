@@ -114,10 +114,7 @@ def pixel_map(
     checks.one_of("evaluation", evaluation, incremental.EVALUATIONS)
     chunk = chunks.chunk_size(batch_size, images.shape, n * h * w * len(colors))
     region = regions.broadcast(region, n, h, w)
-    plan = None
-    if evaluation != "full":
-        found = incremental.analyse(predict, (h, w, c), params)
-        plan = found if evaluation == "incremental" or found.saves_work else None
+    plan = incremental.choose(predict, (h, w, c), evaluation, params)
     if plan is None:
         return fused_pixel_map(predict, chunk, plan, params, images, labels, region, target, colors)
     # Images in groups whose clean activations fit the budget; the last group is padded

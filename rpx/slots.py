@@ -113,9 +113,10 @@ def make_context(
     )
     chunk = chunks.chunk_size(config.chunk_size, images_shape, s * config.population)
     plan = None
-    if config.pixels == 1 and config.evaluation != "full":
-        found = incremental.analyse(predict, (h, w, c), params if with_params else None)
-        plan = found if config.evaluation == "incremental" or found.saves_work else None
+    if config.pixels == 1:
+        plan = incremental.choose(
+            predict, (h, w, c), config.evaluation, params if with_params else None
+        )
     return Context(predict, config, layout, num_classes, targeted, chunk, with_params, plan)
 
 

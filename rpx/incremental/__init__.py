@@ -13,13 +13,21 @@ clean activation, so the result is always that of the full pass, within float ro
 """
 
 from rpx.incremental.api import EVALUATIONS, one_pixel_probs
-from rpx.incremental.plan import MIN_FLOP_RATIO, Plan, analyse, clean_cache, window_probs
+from rpx.incremental.plan import (
+    MIN_FLOP_RATIO,
+    Plan,
+    analyse,
+    choose,
+    clean_cache,
+    window_probs,
+)
 
 __all__ = [
     "EVALUATIONS",
     "MIN_FLOP_RATIO",
     "Plan",
     "analyse",
+    "choose",
     "clean_cache",
     "one_pixel_probs",
     "window_probs",

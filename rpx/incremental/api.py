@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rpx import chunks
-from rpx.incremental.plan import Plan, analyse, clean_cache, window_probs
+from rpx.incremental.plan import Plan, choose, clean_cache, window_probs
 
 EVALUATIONS = ("auto", "full", "incremental")
 
@@ -60,12 +60,8 @@ def one_pixel_probs(
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     n, m = positions.shape[:2]
-    plan = None if evaluation == "full" else analyse(predict, images.shape[1:], params)
-    use_plan = plan if evaluation == "incremental" or (plan and plan.saves_work) else None
-    if plan is None:
-        num_classes = _num_classes(predict, images.shape[1:], params)
-    else:
-        num_classes = plan.num_classes
+    use_plan = choose(predict, images.shape[1:], evaluation, params)
+    num_classes = _num_classes(predict, images.shape[1:], params)
     if n * m == 0:
         return jnp.zeros((n, m, num_classes), jnp.float32)
     chunk = chunks.chunk_size(chunk_size, images.shape, n * m)

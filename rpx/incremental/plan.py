@@ -111,6 +111,23 @@ def analyse(predict: Callable, image_shape, params=None) -> Plan:
         return _analyse.__wrapped__(predict, shape, spec)
 
 
+def choose(predict, image_shape, evaluation: str, params=None) -> Plan | None:
+    """The plan an `evaluation` setting uses for one-pixel candidates, or None for the
+    full pass: "full" never analyses; "incremental" always uses the plan (exact, ops it
+    cannot follow run in full); "auto" uses it where it predicts a saving, and takes the
+    full pass if the analysis itself fails (an exotic model must not break an attack
+    that runs in full)."""
+    if evaluation == "full":
+        return None
+    if evaluation == "incremental":
+        return analyse(predict, image_shape, params)
+    try:
+        plan = analyse(predict, image_shape, params)
+    except Exception:  # any failure of the analysis means: run in full
+        return None
+    return plan if plan.saves_work else None
+
+
 @functools.lru_cache(maxsize=8)
 def _analyse(predict, shape, spec) -> Plan:
     x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)

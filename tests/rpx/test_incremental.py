@@ -523,3 +523,17 @@ def test_bad_inputs_raise_value_errors():
 
 def test_exported_from_rpx():
     assert rpx.one_pixel_probs is incremental.one_pixel_probs
+
+
+def test_auto_takes_the_full_pass_when_the_analysis_fails(monkeypatch):
+    predict = cifar_predict("allconv")
+    assert incremental.choose(predict, (32, 32, 3), "auto") is not None
+    assert incremental.choose(predict, (32, 32, 3), "full") is None
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("an op the analysis trips over")
+
+    monkeypatch.setattr(incremental.plan, "analyse", broken)
+    assert incremental.choose(predict, (32, 32, 3), "auto") is None
+    with pytest.raises(RuntimeError, match="trips over"):
+        incremental.choose(predict, (32, 32, 3), "incremental")
