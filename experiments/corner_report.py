@@ -23,7 +23,6 @@ from matplotlib.figure import Figure
 
 from experiments import paper
 from experiments.corner_regions import PAPER_REGIONS, REGIONS
-from experiments.figures import class_pairs_heatmaps
 
 
 def _pct(s: dict, digits: int = 1) -> str:
@@ -212,6 +211,31 @@ def _targets_figure(analysis: dict, path: str):
     return _save(fig, path)
 
 
+def _pairs_figure(analysis: dict, key: str, path: str, title: str) -> str:
+    """Figs. 4/5: annotated count matrices, a row per net (one colour scale), a column per
+    paper region."""
+    nets = list(analysis["nets"])
+    fig = Figure(figsize=(3.4 * len(PAPER_REGIONS), 3.3 * len(nets) + 0.5))
+    axes = fig.subplots(len(nets), len(PAPER_REGIONS), squeeze=False)
+    for row, net in zip(axes, nets, strict=True):
+        matrices = [np.asarray(analysis["nets"][net]["regions"][r][key]) for r in PAPER_REGIONS]
+        top = max(1, max(int(m.max()) for m in matrices))
+        for ax, region, m in zip(row, PAPER_REGIONS, matrices, strict=True):
+            ax.imshow(m, cmap="Blues", vmin=0, vmax=top)
+            for (a, b), v in np.ndenumerate(m):
+                color = "white" if v > 0.6 * top else "black"
+                ax.text(b, a, str(v), ha="center", va="center", fontsize=6, color=color)
+            ax.set_xticks(range(m.shape[1]))
+            ax.set_yticks(range(m.shape[0]))
+            ax.tick_params(labelsize=6)
+            ax.set_title(f"{net} / {region}", fontsize=8)
+            ax.set_xlabel("reached class", fontsize=7)
+            ax.set_ylabel("original class", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig, path: str) -> str:
     """Save `fig` beside `path` and rename it there."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -273,14 +297,6 @@ def figures(fig: str, analysis: dict) -> list[str]:
         ("dominant_pairs", "fig4_dominant_pairs.png", "dominant reached class"),
         ("reached_pairs", "fig5_reached_pairs.png", "reachable classes"),
     ):
-        matrices = {
-            (net, region): np.asarray(r["regions"][region][key])
-            for net, r in analysis["nets"].items()
-            for region in PAPER_REGIONS
-        }
-        path = os.path.join(fig, name)
-        tmp = os.path.join(fig, ".tmp-" + name)
-        class_pairs_heatmaps(matrices, tmp, f"original class -> {what} (one corner pixel)")
-        os.replace(tmp, path)
-        written.append(path)
+        title = f"original class -> {what} (one corner pixel; one colour scale per net)"
+        written.append(_pairs_figure(analysis, key, os.path.join(fig, name), title))
     return written
