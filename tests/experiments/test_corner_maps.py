@@ -10,7 +10,7 @@ import pytest
 
 import rpx
 import train
-from experiments import corner_maps, corner_regions, corner_report, corner_stats
+from experiments import corner_analysis, corner_maps, corner_regions, corner_report, corner_stats
 from experiments.corner_batches import BatchFolder, batches_of
 from experiments.corner_study import pick_first_correct
 from tests.experiments.tiny import lock_held_by_another_process, mock_cifar, snapshot, tiny_predict
@@ -247,3 +247,18 @@ def test_picks_and_batches():
         pick_first_correct(predict, images, labels, 3, batch=2), [0, 2, 3]
     )
     assert batches_of([0, 1, 2, 5, 6, 9], 2) == [[0, 1], [2], [5, 6], [9]]
+
+
+RESULTS = os.path.join(os.path.dirname(corner_maps.__file__), "results", "corner-maps")
+
+
+@pytest.mark.skipif(not os.path.isdir(RESULTS), reason="no committed corner maps")
+def test_the_committed_maps_give_their_committed_report():
+    with open(os.path.join(RESULTS, "report.json")) as f:
+        committed = json.load(f)
+    again = corner_analysis.analyse(RESULTS, committed["resamples"], committed["seed"])
+    assert again["nets"].keys() == committed["nets"].keys()
+    for name, net in committed["nets"].items():
+        assert again["nets"][name]["images"] == net["images"]
+        for key in ("regions", "differences"):  # as JSON text: NaN equals NaN there
+            assert json.dumps(again["nets"][name][key]) == json.dumps(net[key]), (name, key)
