@@ -22,7 +22,7 @@ from experiments.images import ASSETS, cifar10_test
 DEFAULTS = dict(
     region="all", models="allconv,nin,vgg16_cifar", pixels="1,3,5", attack="both",
     samples=500, population=400, generations=100, restriction="table", seed=0,
-    batch_size=16, search="de", init="lhs", targeted_from_scan=False,
+    batch_size=16, search="de", init="lhs", targeted_from_scan=False, sample_order="random",
     workdir="runs/cifar", classifiers=ASSETS,
 )  # fmt: skip
 PRESETS = {

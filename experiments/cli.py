@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from experiments.grid import ATTACKS, Grid
+from experiments.grid import ATTACKS, SAMPLE_ORDERS, Grid
 from rpx import regions
 from rpx.search import INITS, SEARCHES
 
@@ -39,6 +39,11 @@ def add_grid_flags(p: argparse.ArgumentParser, defaults: dict) -> None:
         "and region (rpx.pixel_map) instead of a search",
     )  # fmt: skip
     p.add_argument("--seed", type=int, help="picks the samples and seeds the attacks (default 0)")
+    p.add_argument(
+        "--sample-order", choices=SAMPLE_ORDERS,
+        help="random (seeded, the paper's; default) or first: the first correctly classified "
+        "images in dataset order (those experiments.corner_maps scans)",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int, help="images searched at once (default 16)")
     p.add_argument("--workdir", help="results.jsonl, table.md and figures/ go here")
     p.add_argument("--data-dir", help="folder with {dataset}-{split}.npz (default: tfds)")
@@ -90,6 +95,7 @@ def grid_from(args, dataset: str) -> Grid:
         searches=parse_list("search", args.search, SEARCHES),
         inits=parse_list("init", args.init, INITS),
         targeted_from_scan=bool(args.targeted_from_scan),
+        sample_order=args.sample_order,
     )
 
 

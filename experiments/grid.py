@@ -33,7 +33,10 @@ from rpx.search import INITS, SEARCHES
 ATTACKS = ("untargeted", "targeted")
 RESTRICTIONS = ("table", "restore")
 # The method settings of a workdir made before --search, --init, --targeted-from-scan.
-SETTING_DEFAULTS = dict(search=["de"], init=["lhs"], targeted_from_scan=False)
+SETTING_DEFAULTS = dict(
+    search=["de"], init=["lhs"], targeted_from_scan=False, sample_order="random"
+)
+SAMPLE_ORDERS = ("random", "first")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,10 +47,13 @@ class Grid:
     models: name -> classifier workdir; regions, pixels, attacks, restrictions: the cells
     (every combination is run); samples: images per model; seed: picks the samples and
     seeds every cell; population, generations: the DE budget; batch_size: images
-    searched at once (`rpx.run`'s slots). searches, inits: the methods (`methods`:
-    DE from each init, Sparse-RS once); targeted_from_scan: the targeted 1-pixel cells
-    (restriction "table") are answered by one all-class corner scan per image and
-    region (`experiments.scan_targets`) instead of a search.
+    searched at once (`rpx.run`'s slots); sample_order: "random" (a seeded
+    permutation, the paper's random sample) or "first" (the first correctly classified
+    images in dataset order, e.g. those `experiments.corner_maps` scanned). searches,
+    inits: the methods (`methods`: DE from each init, Sparse-RS once);
+    targeted_from_scan: the targeted 1-pixel cells (restriction "table") are answered by
+    one all-class corner scan per image and region (`experiments.scan_targets`) instead
+    of a search.
     """
 
     models: dict[str, str]
@@ -63,6 +69,7 @@ class Grid:
     searches: tuple[str, ...] = ("de",)
     inits: tuple[str, ...] = ("lhs",)
     targeted_from_scan: bool = False
+    sample_order: str = "random"
 
     def __post_init__(self):
         for flag in ("samples", "population", "generations", "batch_size"):
@@ -79,6 +86,7 @@ class Grid:
             ("restriction", self.restrictions, RESTRICTIONS),
             ("search", self.searches, SEARCHES),
             ("init", self.inits, INITS),
+            ("sample-order", (self.sample_order,), SAMPLE_ORDERS),
         ):
             if not values or not set(values) <= set(choices):
                 raise ValueError(f"--{flag}: {list(values)} not among {', '.join(choices)}")
@@ -106,6 +114,7 @@ class Grid:
             search=[s for s in SEARCHES if s in self.searches],
             init=[i for i in INITS if i in self.inits],
             targeted_from_scan=self.targeted_from_scan,
+            sample_order=self.sample_order,
         )
 
     def budget_line(self, paper_samples: int) -> str:
@@ -127,13 +136,14 @@ class Grid:
         return line
 
 
-def pick_samples(predict, images, count: int, seed: int, batch: int = 256):
-    """`count` images picked at random (seeded) among those `predict` classifies right.
+def pick_samples(predict, images, count: int, seed: int, batch: int = 256, order="random"):
+    """`count` images picked at random (seeded) among those `predict` classifies right,
+    or with order="first" the first `count` of them in dataset order (seed unused).
 
-    Walks a seeded permutation of all `images.total` images, classifying batch by batch,
-    so a larger `count` with the same seed extends the same list (a grown run keeps its
-    records). `images(indices int [M]) -> (uint8 [M, H, W, 3], labels int [M])`, as in
-    `experiments.images`.
+    Walks a seeded permutation (or the dataset order) of all `images.total` images,
+    classifying batch by batch, so a larger `count` with the same seed extends the same
+    list (a grown run keeps its records). `images(indices int [M]) -> (uint8 [M, H, W,
+    3], labels int [M])`, as in `experiments.images`.
 
     Returns:
       indices int [M] (M <= count: fewer if fewer are correct), clean probs float32 [M, K].
@@ -141,12 +151,14 @@ def pick_samples(predict, images, count: int, seed: int, batch: int = 256):
     if count < 1:
         raise ValueError(f"samples must be >= 1, got {count}")
     total = images.total
-    order = np.random.default_rng(seed).permutation(total)
+    if order not in SAMPLE_ORDERS:
+        raise ValueError(f"--sample-order must be one of {', '.join(SAMPLE_ORDERS)}, got {order!r}")
+    walk = np.arange(total) if order == "first" else np.random.default_rng(seed).permutation(total)
     run = jax.jit(predict)
     picked, probs = [], []
     with tqdm(total=count, desc="pick samples", unit="img", leave=False) as bar:
         for start in range(0, total, batch):
-            idx = order[start : start + batch]
+            idx = walk[start : start + batch]
             x, labels = images(idx)
             p = np.asarray(run(jnp.asarray(x, jnp.float32)))
             labels = np.asarray(labels)
@@ -206,7 +218,7 @@ def run_grid(
     before, start = len(store), time.perf_counter()
     for model in grid.models:
         predict, _ = classifiers[model]
-        idx, clean = pick_samples(predict, images, grid.samples, grid.seed)
+        idx, clean = pick_samples(predict, images, grid.samples, grid.seed, order=grid.sample_order)
         if len(idx) < grid.samples:
             log(f"{model}: only {len(idx)} test images are classified correctly; using them all")
         x = images(idx)[0]

@@ -24,7 +24,7 @@ from experiments.images import ResizedImages
 DEFAULTS = dict(
     region="all", models="alexnet,resnet50,vgg16_imagenet", pixels="1", attack="untargeted",
     samples=420, population=400, generations=100, restriction="table", seed=0,
-    batch_size=16, search="de", init="lhs", targeted_from_scan=False,
+    batch_size=16, search="de", init="lhs", targeted_from_scan=False, sample_order="random",
     workdir="runs/imagenet", classifiers="train/assets",
 )  # fmt: skip
 
