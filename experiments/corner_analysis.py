@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from experiments import corner_regions, corner_stats
+from experiments import corner_de, corner_regions, corner_stats
 from experiments.corner_batches import BatchFolder
 from experiments.corner_study import mask_path
 from rpx import segment
@@ -43,7 +43,7 @@ def read_settings(workdir: str) -> dict:
     return settings
 
 
-def analyse(workdir: str, resamples: int = 2000, seed: int = 0) -> dict:
+def analyse(workdir: str, resamples: int = 2000, seed: int = 0, de: str | None = None) -> dict:
     """The study's numbers from WORKDIR, JSON-ready.
 
     Args:
@@ -54,7 +54,8 @@ def analyse(workdir: str, resamples: int = 2000, seed: int = 0) -> dict:
     Returns:
       {"settings": settings.json, "resamples", "seed", "nets": {name: {"images",
        "dataset_indices", "timing", "masks", "regions": {region: summary},
-       "differences": {"a - b": difference}}}}; classifiers without a finished batch
+       "differences": {"a - b": difference}}}, "de": `corner_de.compare` (with `de`)};
+      classifiers without a finished batch
       are left out.
     """
     settings = read_settings(workdir)
@@ -93,7 +94,10 @@ def analyse(workdir: str, resamples: int = 2000, seed: int = 0) -> dict:
                 for a, b in DIFFERENCES
             },
         )
-    return dict(settings=settings, resamples=resamples, seed=seed, nets=nets)
+    out = dict(settings=settings, resamples=resamples, seed=seed, nets=nets)
+    if de is not None:
+        out["de"] = corner_de.compare(workdir, de, resamples, seed)
+    return out
 
 
 def _spread(values) -> dict:

@@ -2,7 +2,7 @@
 
     python -m experiments.corner_maps --models=allconv,nin,compact_fast --images=500 \
         --workdir=runs/corner-maps [--batch=4] [--data-file=...]
-    python -m experiments.corner_maps --report --workdir=runs/corner-maps
+    python -m experiments.corner_maps --report --workdir=runs/corner-maps [--de=DE_WORKDIR]
 
 Scans every pixel x the 8 colour-cube corners of each classifier's first N correctly
 classified images (`experiments.corner_study`), batch by batch into WORKDIR/NET/
@@ -10,6 +10,8 @@ classified images (`experiments.corner_study`), batch by batch into WORKDIR/NET/
 cached in WORKDIR/masks.npz, then writes report.md, report.json and figures/
 (`experiments.corner_analysis`, `experiments.corner_report`). --report only rewrites
 the report from the finished batches; it takes no lock, so it can read a running run.
+--de adds one-pixel DE of an `experiments.cifar --sample-order=first` workdir on the
+same images beside the maps (`experiments.corner_de`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import sys
 import types
 
-from experiments import classifiers, corner_analysis, corner_report, corner_study, masks, store
+from experiments import classifiers, cli, corner_analysis, corner_report, corner_study, masks, store
 from experiments.images import ASSETS, ROOT, cifar10_test
 from rpx import incremental, segment
 
@@ -44,6 +46,7 @@ def _flags(argv):
     p.add_argument("--classifiers", default=ASSETS, help="folder of cifar10_NAME workdirs")
     p.add_argument("--evaluation", default="auto", choices=incremental.EVALUATIONS)
     p.add_argument("--report", action="store_true", help="only (re)write the report")
+    p.add_argument("--de", help="with --report: an experiments.cifar workdir of 1-pixel DE")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="bootstrap and size-matched control")
     args = p.parse_args(argv)
@@ -61,7 +64,7 @@ def _flags(argv):
 
 
 def _report(args) -> None:
-    analysis = corner_analysis.analyse(args.workdir, args.resamples, args.seed)
+    analysis = corner_analysis.analyse(args.workdir, args.resamples, args.seed, args.de)
     written = corner_report.write(args.workdir, analysis)
     done = ", ".join(f"{n} {r['images']} images" for n, r in analysis["nets"].items())
     print(f"report of {done or 'no finished batch'}: {', '.join(written)}")
@@ -92,11 +95,7 @@ def _main(argv) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (2 with a message for bad input)."""
-    try:
-        return _main(argv)
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return cli.main_guard(_main, argv)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,45 @@ def markdown(analysis: dict) -> str:
     ]
     for net, r in analysis["nets"].items():
         lines += _net_section(net, r)
+    if analysis.get("de"):
+        lines += _de_section(analysis["de"])
     return "\n".join(lines) + "\n"
+
+
+def _de_section(de: dict) -> list[str]:
+    """DE at the paper's budget beside the maps on the same images (`corner_de`)."""
+    lines = [
+        "",
+        "## DE at the paper's budget on the same images",
+        "",
+        f"One-pixel untargeted DE (population {de['population']}, {de['generations']} "
+        "generations, LHS, F ~ U[0.5, 1), CR 1; the paper's budget is 400 x 100; "
+        "`experiments.cifar --sample-order=first`, same masks) on each net's first images "
+        "of the maps. Scan: one corner-coloured region pixel fools the net. Missed by DE: "
+        "scan-vulnerable, DE failed; DE only: DE succeeded, no corner pixel of the region "
+        "fools; at a fooling pixel: DE successes whose pixel is one where some corner "
+        "fools. Generations: mean over DE's successes (Table IV, the initial population "
+        "counts as 1). Intervals: 95% bootstrap over images.",
+        "",
+        "| net | region | images | DE success (paper) | corner scan | DE - scan (paired) "
+        "| both | missed by DE | DE only | DE at a fooling pixel | generations (paper) |",
+        "|---|---|---:|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for net, regions in de["nets"].items():
+        for region, c in regions.items():
+            paper_u = c["paper_untargeted1"]
+            paper_g = c["paper_generations"]
+            g = c["generations"]
+            gens = "-" if not c["de"]["count"] else (
+                f"{g['estimate']:.2f} [{g['low']:.2f}, {g['high']:.2f}]")  # fmt: skip
+            lines.append(
+                f"| {net} | {region} | {c['images']} | {c['de']['count']}: {_pct(c['de'])} "
+                f"({'-' if paper_u is None else f'{paper_u:.1f}%'}) | {c['scan']['count']}: "
+                f"{_pct(c['scan'])} | {_signed(c['de_minus_scan'])} | {c['both']} | "
+                f"{c['missed_by_de']} | {c['de_only']} | {c['de_at_fooling_pixel']} | {gens} "
+                f"({'-' if paper_g is None else f'{paper_g:.2f}'}) |"
+            )
+    return lines
 
 
 def _net_section(net: str, r: dict) -> list[str]:
@@ -186,6 +224,34 @@ def _per_region_figure(analysis: dict, path: str, series: dict, ylabel: str, pap
     return _save(fig, path)
 
 
+def _de_figure(de: dict, path: str) -> str:
+    """DE's one-pixel success beside the corner scan on the same images, per region."""
+    budget = f"DE, {de['population']} x {de['generations']}"
+    de = de["nets"]
+    nets = list(de)
+    fig = Figure(figsize=(6.5, 2.4 * len(nets) + 0.6))
+    axes = fig.subplots(len(nets), 1, squeeze=False)[:, 0]
+    for ax, net in zip(axes, nets, strict=True):
+        regions = list(de[net])
+        y = np.arange(len(regions))
+        for offset, key, label in ((-0.12, "scan", "corner scan (exhaustive)"),
+                                   (0.12, "de", budget)):  # fmt: skip
+            _errorbars(ax, y + offset, [de[net][r][key] for r in regions], label=label)
+        marks = [(i, de[net][r]["paper_untargeted1"]) for i, r in enumerate(regions)]
+        marks = [(i, v) for i, v in marks if v is not None]
+        if marks:
+            ax.plot(*zip(*marks, strict=True), "rx", ms=9, label="paper, 1-px DE (Table II)")
+        images = de[net][regions[0]]["images"]
+        ax.set_title(f"{net} ({images} images), 95% bootstrap CI", fontsize=9)
+        ax.set_xticks(y, regions, fontsize=8)
+        ax.set_ylabel("images fooled (%)", fontsize=8)
+        ax.set_ylim(bottom=0)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _targets_figure(analysis: dict, path: str):
     nets = list(analysis["nets"])
     fig = Figure(figsize=(7, 2.6 * len(nets) + 0.6))
@@ -293,6 +359,8 @@ def figures(fig: str, analysis: dict) -> list[str]:
         )
     )
     written.append(_targets_figure(analysis, os.path.join(fig, "fig3_targets.png")))
+    if analysis.get("de"):
+        written.append(_de_figure(analysis["de"], os.path.join(fig, "de_vs_scan.png")))
     for key, name, what in (
         ("dominant_pairs", "fig4_dominant_pairs.png", "dominant reached class"),
         ("reached_pairs", "fig5_reached_pairs.png", "reachable classes"),

@@ -49,6 +49,15 @@ class ImageFacts:
         return self.reached.sum(1)
 
 
+def fooling_pixels(classes, labels, region) -> np.ndarray:
+    """bool [N, H, W]: the region pixels where some corner gives a class other than the
+    label (classes int [N, H, W, M] in [-1, K), -1 never fools; labels int [N]; region
+    bool [N, H, W])."""
+    classes, labels = np.asarray(classes), np.asarray(labels)
+    other = (classes >= 0) & (classes != labels[:, None, None, None])
+    return np.asarray(region, bool) & other.any(-1)
+
+
 def image_facts(classes, labels, region, num_classes: int) -> ImageFacts:
     """The facts of each image within `region`.
 
@@ -63,8 +72,7 @@ def image_facts(classes, labels, region, num_classes: int) -> ImageFacts:
     if classes.size and classes.max() >= num_classes:
         raise ValueError(f"classes hold class {classes.max()}, outside {num_classes} classes")
     inside = region[..., None] & (classes >= 0)
-    other = inside & (classes != labels[:, None, None, None])
-    fooling = other.any(-1).sum((1, 2))
+    fooling = fooling_pixels(classes, labels, region).sum((1, 2))
     # counts[n, k]: (region pixel, corner) pairs of image n that give class k.
     image = np.broadcast_to(np.arange(n)[:, None, None, None], classes.shape)
     flat = (image * num_classes + classes)[inside]
@@ -90,7 +98,7 @@ def interval(samples) -> tuple[float, float]:
     return float(np.percentile(samples, lo)), float(np.percentile(samples, hi))
 
 
-def _mean(values, boot) -> dict:
+def mean(values, boot) -> dict:
     """Estimate and interval of the mean of per-image values [N] (NaN: left out)."""
     values = np.asarray(values, np.float64)
     with warnings.catch_warnings():
@@ -123,7 +131,7 @@ def summarise(facts: ImageFacts, boot) -> dict:
     n, k = facts.reached.shape
     fooled = facts.fooled.astype(np.float64)
     onehot = (facts.targets[:, None] == np.arange(k)).astype(np.float64)
-    target_shares = [_mean(onehot[:, j], boot) for j in range(k)]
+    target_shares = [mean(onehot[:, j], boot) for j in range(k)]
     with np.errstate(invalid="ignore", divide="ignore"):
         pixels = facts.region_pixels
         density = np.where(pixels > 0, facts.fooling_pixels / np.maximum(pixels, 1), np.nan)
@@ -134,8 +142,8 @@ def summarise(facts: ImageFacts, boot) -> dict:
     np.add.at(dominant_pairs, (facts.label[hit], facts.dominant[hit]), 1)
     return dict(
         images=int(n),
-        fooled=dict(count=int(facts.fooled.sum()), **_mean(fooled, boot)),
-        targeted=dict(pairs=int(facts.reached.sum()), **_mean(facts.targets / (k - 1), boot)),
+        fooled=dict(count=int(facts.fooled.sum()), **mean(fooled, boot)),
+        targeted=dict(pairs=int(facts.reached.sum()), **mean(facts.targets / (k - 1), boot)),
         targets=dict(
             counts=onehot.sum(0).astype(int).tolist(),
             **{f: [s[f] for s in target_shares] for f in ("estimate", "low", "high")},
@@ -145,7 +153,7 @@ def summarise(facts: ImageFacts, boot) -> dict:
             pixels=int(pixels.sum()),
             **_ratio(facts.fooling_pixels, pixels, boot),
         ),
-        density_mean=dict(images=int((pixels > 0).sum()), **_mean(density, boot)),
+        density_mean=dict(images=int((pixels > 0).sum()), **mean(density, boot)),
         region_pixels=dict(
             mean=float(pixels.mean()) if n else float("nan"),
             min=int(pixels.min(initial=0)),
@@ -160,7 +168,7 @@ def difference(a: ImageFacts, b: ImageFacts, boot) -> dict:
     """Paired differences a - b over the same images: the share of fooled images and the
     pooled density, each with its bootstrap interval (`boot` int [R, N])."""
     fa, fb = a.fooled.astype(np.float64), b.fooled.astype(np.float64)
-    share = _mean(fa - fb, boot)
+    share = mean(fa - fb, boot)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_resample = a.fooling_pixels[boot].sum(1) / a.region_pixels[boot].sum(
             1

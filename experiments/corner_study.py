@@ -18,12 +18,13 @@ import time
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
 import rpx
 from experiments.corner_batches import BatchFolder, batches_of
+from experiments.grid import pick_samples
+from experiments.images import ArrayImages
 
 CORNERS = 8  # the corners of the RGB colour cube [0, 255]^3, `rpx.pixel_map`'s default
 
@@ -39,23 +40,6 @@ def settings(data: str, evaluation: str) -> dict:
         masks=dict(method="grabcut", settings=rpx.segment.GrabCutSettings().to_dict()),
         format="WORKDIR/NET/maps-START-STOP.npz: classes int8 [B, 32, 32, 8], index, label",
     )
-
-
-def pick_first_correct(predict, images, labels, count: int, batch: int = 256) -> np.ndarray:
-    """Dataset indices int [M] of the first `count` images `predict` classifies as their
-    label (M < count if fewer are right), classifying `batch` images per call.
-
-    images: uint8 [P, H, W, C]; labels: int [P].
-    """
-    run = jax.jit(predict)
-    picked: list[int] = []
-    for start in range(0, len(images), batch):
-        p = np.asarray(run(jnp.asarray(images[start : start + batch], jnp.float32)))
-        ok = np.flatnonzero(p.argmax(1) == np.asarray(labels[start : start + batch]))
-        picked.extend((start + ok).tolist())
-        if len(picked) >= count:
-            break
-    return np.asarray(picked[:count], np.int32)
 
 
 def scan(
@@ -142,7 +126,8 @@ def scan_models(workdir, loaded, images, labels, count, batch_size, evaluation) 
     more); returns how many images were scanned now."""
     scanned = 0
     for name, (predict, _) in loaded.items():
-        picks = pick_first_correct(predict, images, labels, count)
+        source = ArrayImages(images, labels, name)
+        picks = pick_samples(predict, source, count, seed=0, order="first")[0].astype(np.int32)
         if len(picks) < count:
             print(f"{name}: only {len(picks)} of {len(images)} images are classified right")
         folder = BatchFolder(os.path.join(workdir, name))

@@ -4,7 +4,6 @@ force on made-up maps, and bad flags refused before anything is written."""
 import json
 import os
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -12,7 +11,6 @@ import rpx
 import train
 from experiments import corner_analysis, corner_maps, corner_regions, corner_report, corner_stats
 from experiments.corner_batches import BatchFolder, batches_of
-from experiments.corner_study import pick_first_correct
 from tests.experiments.tiny import lock_held_by_another_process, mock_cifar, snapshot, tiny_predict
 
 K = 10
@@ -234,18 +232,7 @@ def test_intervals_and_paired_differences():
     assert corner_stats.summarise(a, boot) == s  # the same resamples give the same intervals
 
 
-def test_picks_and_batches():
-    images = np.zeros((7, 32, 32, 3), np.uint8)
-    images[::2] = 255  # bright images are class 1 for this model
-
-    def predict(x):
-        bright = (x.mean((1, 2, 3)) > 100).astype(jnp.float32)
-        return jnp.stack([1 - bright, bright], -1) * 0.98 + 0.01
-
-    labels = np.array([1, 1, 1, 0, 1, 0, 0])
-    np.testing.assert_array_equal(
-        pick_first_correct(predict, images, labels, 3, batch=2), [0, 2, 3]
-    )
+def test_batches():
     assert batches_of([0, 1, 2, 5, 6, 9], 2) == [[0, 1], [2], [5, 6], [9]]
 
 

@@ -1,5 +1,6 @@
 """experiments.grid: which images a grid attacks (`pick_samples`, `--sample-order`)."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -26,6 +27,19 @@ def test_first_order_takes_the_first_correct_images_in_dataset_order(images):
     # a seed does not change it; a longer list extends it
     np.testing.assert_array_equal(pick_samples(predict, images, 10, seed=9, order="first")[0], idx)
     np.testing.assert_array_equal(pick_samples(predict, images, 15, 0, order="first")[0][:10], idx)
+
+
+def test_first_order_walks_batches_in_dataset_order():
+    images = np.zeros((7, 32, 32, 3), np.uint8)
+    images[::2] = 255  # bright images are class 1 for this model
+
+    def predict(x):
+        bright = (x.mean((1, 2, 3)) > 100).astype(jnp.float32)
+        return jnp.stack([1 - bright, bright], -1) * 0.98 + 0.01
+
+    labels = np.array([1, 1, 1, 0, 1, 0, 0])
+    picked = pick_samples(predict, ArrayImages(images, labels, "x"), 3, 0, batch=2, order="first")
+    np.testing.assert_array_equal(picked[0], [0, 2, 3])
 
 
 def test_random_order_is_a_seeded_sample_of_correct_images(images):

@@ -1,0 +1,116 @@
+"""DE at the paper's budget beside the corner maps of the same images (issue 16, item 3).
+
+An `experiments.cifar` workdir run with `--sample-order=first` on the corner maps' data
+file and mask cache attacks images the maps cover. `compare` reads its one-pixel
+untargeted DE records (restriction "table", the paper's DE with LHS) and, per classifier
+and paper region, sets them beside the maps on the same images:
+
+- de: DE's successes (the paper's Untargeted1) and the mean generations of its
+  successes (Table IV), each with its 95% bootstrap interval over images;
+- scan: the images where one corner-coloured region pixel fools the classifier;
+- both, missed_by_de (scan-vulnerable, DE failed), de_only (DE succeeded where no corner
+  pixel of the region fools: a colour inside the cube did it), de_at_fooling_pixel (DE
+  successes whose pixel is one where some corner fools);
+- de_minus_scan: the paired difference of the two shares, with its interval.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from experiments import corner_regions, corner_stats, methods, paper
+from experiments.corner_batches import BatchFolder
+from experiments.corner_study import mask_path
+from experiments.store import ResultStore
+from rpx import segment
+
+CELL = dict(pixels=1, attack="untargeted", restriction="table")
+
+
+def de_records(workdir: str) -> tuple[dict, dict]:
+    """(settings.json, {net: {region: {dataset index: record}}}) of the one-pixel
+    untargeted DE (paper's method, restriction table) records in an experiments.cifar
+    WORKDIR; ValueError when it holds no such run."""
+    path = os.path.join(workdir, "settings.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"--de {workdir} holds no experiments.cifar run (no settings.json)")
+    with open(path) as f:
+        settings = json.load(f)
+    rows: dict = {}
+    for r in ResultStore(os.path.join(workdir, "results.jsonl")).records:
+        if all(r.get(k) == v for k, v in CELL.items()) and methods.of(r) == methods.DEFAULT:
+            rows.setdefault(r["model"], {}).setdefault(r["region"], {})[int(r["image"])] = r
+    return settings, rows
+
+
+def compare(maps_workdir: str, de_workdir: str, resamples: int = 2000, seed: int = 0) -> dict:
+    """{"population", "generations" (DE's budget), "nets": {net: {region: the comparison
+    (module docstring)}}} for every net and paper region the DE workdir holds, on the
+    images it attacked (all must be in the net's maps).
+    ValueError when the two workdirs hold different images or the DE images are not
+    mapped."""
+    with open(os.path.join(maps_workdir, "settings.json")) as f:
+        maps_settings = json.load(f)
+    de_settings, rows = de_records(de_workdir)
+    if de_settings.get("data") != maps_settings["data"]:
+        raise ValueError(
+            f"--de {de_workdir} attacked other images ({de_settings.get('data')}) than the "
+            f"corner maps in {maps_workdir} ({maps_settings['data']})"
+        )
+    cache = segment.MaskCache(
+        mask_path(maps_workdir), segment.GrabCutSettings(), maps_settings["data"]
+    )
+    out: dict = {}
+    for net in sorted(rows):
+        maps = BatchFolder(os.path.join(maps_workdir, net)).read()
+        where = {int(i): n for n, i in enumerate(maps.index)}
+        out[net] = {}
+        for region in corner_regions.PAPER_REGIONS:
+            records = rows[net].get(region)
+            if not records:
+                continue
+            index = np.array(sorted(records))
+            unmapped = [int(i) for i in index if int(i) not in where]
+            if unmapped:
+                raise ValueError(
+                    f"{net}: DE attacked images {unmapped[:5]} that the corner maps of "
+                    f"{maps_workdir} do not cover"
+                )
+            pos = np.array([where[int(i)] for i in index])
+            mask = corner_regions.regions(cache[index], index, seed)[region]
+            fooling = corner_stats.fooling_pixels(maps.classes[pos], maps.label[pos], mask)
+            out[net][region] = _compare_region(
+                net, region, [records[int(i)] for i in index], fooling.any((1, 2)), fooling,
+                corner_stats.resamples(len(index), resamples, seed),
+            )  # fmt: skip
+    return dict(population=de_settings["population"], generations=de_settings["generations"],
+                nets=out)  # fmt: skip
+
+
+def _compare_region(net, region, records, scan, fooling, boot) -> dict:
+    de = np.array([bool(r["success"]) for r in records])
+    gens = np.array([r["generations"] if r["success"] else np.nan for r in records], float)
+    queries = np.array([r["queries"] if r["success"] else np.nan for r in records], float)
+    at_fooling = [
+        bool(fooling[n][tuple(r["positions"][0])]) for n, r in enumerate(records) if r["success"]
+    ]
+    shares = {
+        k: corner_stats.mean(v.astype(float), boot) for k, v in dict(de=de, scan=scan).items()
+    }
+    return dict(
+        images=len(records),
+        de=dict(count=int(de.sum()), **shares["de"]),
+        scan=dict(count=int(scan.sum()), **shares["scan"]),
+        de_minus_scan=corner_stats.mean(de.astype(float) - scan, boot),
+        both=int((de & scan).sum()),
+        missed_by_de=int((scan & ~de).sum()),
+        de_only=int((de & ~scan).sum()),
+        de_at_fooling_pixel=int(sum(at_fooling)),
+        generations=corner_stats.mean(gens, boot),
+        queries_of_successes=float(np.nanmean(queries)) if de.any() else float("nan"),
+        paper_untargeted1=paper.table2(net, "untargeted1", region, 1),
+        paper_generations=paper.by_region(paper.TABLE4, net, None, region),
+    )

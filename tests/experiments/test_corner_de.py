@@ -1,0 +1,121 @@
+"""experiments.corner_de: DE records of experiments.cifar beside the corner maps of the
+same images, checked against a brute-force reading of both; other images refused."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import train
+from experiments import cifar, corner_de, corner_maps, corner_regions
+from experiments.corner_batches import BatchFolder
+from experiments.store import ResultStore
+from rpx import segment
+from tests.experiments.tiny import mock_cifar, tiny_predict
+
+MAPPED = 6
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Corner maps of the first 6 correct mock images, and 1-pixel DE (experiments.cifar
+    --sample-order=first, the maps' masks) on the first 5 of them."""
+    root = tmp_path_factory.mktemp("runs")
+    data = str(root / "mock.npz")
+    mock_cifar(data, n=16)
+    maps, de = str(root / "maps"), str(root / "de")
+    predict = tiny_predict()
+    mp = pytest.MonkeyPatch()
+    mp.setattr(train, "load_classifier", lambda w: (predict, {"model": "tiny"}))
+    try:
+        assert corner_maps.main([f"--data-file={data}", f"--workdir={maps}", "--batch=3",
+                                 "--models=tiny=/nowhere", f"--images={MAPPED}",
+                                 "--resamples=100"]) == 0  # fmt: skip
+        assert cifar.main(_de_argv(data, de, 5, os.path.join(maps, "masks.npz"))) == 0
+    finally:
+        mp.undo()
+    return data, maps, de
+
+
+def _de_argv(data, workdir, samples, masks=None, region="all"):
+    return ["--models=tiny=/nowhere/tiny", f"--data-file={data}", f"--workdir={workdir}",
+            f"--samples={samples}", "--sample-order=first", "--pixels=1",
+            "--attack=untargeted", f"--region={region}", "--population=4", "--generations=1",
+            *([f"--masks={masks}"] if masks else [])]  # fmt: skip
+
+
+def test_comparison_matches_a_brute_force_reading(runs):
+    data, maps_dir, de_dir = runs
+    out = corner_de.compare(maps_dir, de_dir, resamples=100)
+    assert (out["population"], out["generations"]) == (4, 1)
+    got = out["nets"]
+    maps = BatchFolder(os.path.join(maps_dir, "tiny")).read()
+    with open(os.path.join(maps_dir, "settings.json")) as f:
+        cache = segment.MaskCache(os.path.join(maps_dir, "masks.npz"),
+                                  segment.GrabCutSettings(), json.load(f)["data"])  # fmt: skip
+    records = ResultStore(os.path.join(de_dir, "results.jsonl")).records
+    assert set(got) == {"tiny"} and list(got["tiny"]) == list(corner_regions.PAPER_REGIONS)
+    for region, c in got["tiny"].items():
+        rows = sorted((r for r in records if r["region"] == region), key=lambda r: r["image"])
+        assert [r["image"] for r in rows] == maps.index[:5].tolist()  # the first mapped
+        fooling, de, at = [], [], 0
+        for r in rows:
+            n = maps.index.tolist().index(r["image"])
+            fg = cache[np.array([r["image"]])][0]
+            region_mask = {"original": np.ones_like(fg), "foreground": fg, "background": ~fg}
+            here = region_mask[region] & (maps.classes[n] != maps.label[n]).any(-1)
+            fooling.append(bool(here.any()))
+            de.append(bool(r["success"]))
+            if r["success"]:
+                y, x = r["positions"][0]
+                assert region_mask[region][y, x]  # DE stayed in the region
+                at += bool(here[y, x])
+        fooling, de = np.array(fooling), np.array(de)
+        assert c["images"] == 5
+        assert c["de"]["count"] == de.sum() and c["scan"]["count"] == fooling.sum()
+        assert c["de"]["estimate"] == pytest.approx(de.mean())
+        assert c["de"]["low"] <= c["de"]["estimate"] <= c["de"]["high"]
+        assert c["both"] == (de & fooling).sum()
+        assert c["missed_by_de"] == (fooling & ~de).sum()
+        assert c["de_only"] == (de & ~fooling).sum()
+        assert c["de_at_fooling_pixel"] == at
+        assert c["de_minus_scan"]["estimate"] == pytest.approx(de.mean() - fooling.mean())
+        gens = [r["generations"] for r in rows if r["success"]]
+        assert c["generations"]["estimate"] == pytest.approx(np.mean(gens) if gens else np.nan,
+                                                             nan_ok=True)  # fmt: skip
+    # the check saw successes and misses
+    assert sum(c["de"]["count"] for c in got["tiny"].values()) > 0
+    assert sum(c["missed_by_de"] for c in got["tiny"].values()) > 0
+
+
+def test_report_adds_the_de_section_and_figure(runs, tmp_path):
+    _, maps_dir, de_dir = runs
+    assert corner_maps.main(["--report", f"--workdir={maps_dir}", f"--de={de_dir}",
+                             "--resamples=100"]) == 0  # fmt: skip
+    with open(os.path.join(maps_dir, "report.md")) as f:
+        text = f.read()
+    assert "## DE at the paper's budget on the same images" in text
+    assert text.count("| tiny | ") == 3
+    with open(os.path.join(maps_dir, "report.json")) as f:
+        assert set(json.load(f)["de"]["nets"]["tiny"]) == set(corner_regions.PAPER_REGIONS)
+    assert "(population 4, 1 generations," in text
+    assert os.path.getsize(os.path.join(maps_dir, "figures", "de_vs_scan.png")) > 1000
+
+
+def test_de_on_other_or_unmapped_images_is_refused(runs, tmp_path, monkeypatch, capsys):
+    data, maps_dir, _ = runs
+    other = str(tmp_path / "other.npz")
+    mock_cifar(other, n=16, seed=1)
+    monkeypatch.setattr(train, "load_classifier", lambda w: (tiny_predict(), {"model": "t"}))
+    assert cifar.main(_de_argv(other, str(tmp_path / "o"), 2, region="original")) == 0
+    with pytest.raises(ValueError, match="attacked other images"):
+        corner_de.compare(maps_dir, str(tmp_path / "o"))
+    masks = os.path.join(maps_dir, "masks.npz")
+    more = _de_argv(data, str(tmp_path / "more"), MAPPED + 2, masks, region="original")
+    assert cifar.main(more) == 0
+    with pytest.raises(ValueError, match="do not cover"):
+        corner_de.compare(maps_dir, str(tmp_path / "more"))
+    assert corner_maps.main(["--report", f"--workdir={maps_dir}",
+                             f"--de={tmp_path / 'none'}"]) == 2  # fmt: skip
+    assert "holds no experiments.cifar run" in capsys.readouterr().err
