@@ -10,16 +10,14 @@ import pytest
 import train
 from experiments import cifar
 from experiments.store import ResultStore, record_key
-from tests.experiments.tiny import mock_cifar, tiny_predict
+from tests.experiments.tiny import cifar_argv, mock_data, run_cifar, tiny_predict
 
 SAMPLES = 5
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("data") / "mock.npz")
-    images, labels = mock_cifar(path)
-    return path, images, labels
+    return mock_data(tmp_path_factory)
 
 
 @pytest.fixture
@@ -33,19 +31,17 @@ def tiny_classifier(monkeypatch):
 
 
 def argv(data_path, workdir, *extra):
-    return [
-        "--models=tiny=/nowhere/tiny",
-        f"--data-file={data_path}",
-        f"--workdir={workdir}",
-        f"--samples={SAMPLES}",
-        "--pixels=1",
-        "--population=8",
-        "--generations=3",
+    return cifar_argv(
+        data_path,
+        workdir,
         "--batch-size=16",
-        "--attack=both",
-        "--region=all",
         *extra,
-    ]
+        samples=SAMPLES,
+        population=8,
+        generations=3,
+        attack="both",
+        region="all",
+    )
 
 
 def read_lines(workdir):
@@ -61,12 +57,7 @@ def key(r):
 def full_run(tmp_path_factory, data):
     """One uninterrupted run (module-scoped: the other tests compare against it)."""
     workdir = str(tmp_path_factory.mktemp("full"))
-    mp = pytest.MonkeyPatch()
-    mp.setattr(train, "load_classifier", lambda w: (tiny_predict(), {"model": "tiny"}))
-    try:
-        assert cifar.main(argv(data[0], workdir)) == 0
-    finally:
-        mp.undo()
+    assert run_cifar(argv(data[0], workdir)) == 0
     return workdir
 
 

@@ -17,7 +17,7 @@ from experiments.grid import cell_key
 from experiments.scan_targets import answers
 from experiments.store import ResultStore, record_key
 from rpx.pixel_map import corner_colors
-from tests.experiments.tiny import mock_cifar, snapshot, tiny_predict
+from tests.experiments.tiny import cifar_argv, mock_data, run_cifar, snapshot, tiny_predict
 
 METHODS = ["--search=de,sparse_rs", "--init=lhs,scan", "--targeted-from-scan"]
 PREDICT = tiny_predict()  # one function for every run: compiled programs are reused
@@ -25,24 +25,20 @@ PREDICT = tiny_predict()  # one function for every run: compiled programs are re
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("data") / "mock.npz")
-    images, labels = mock_cifar(path)
-    return path, images, labels
+    return mock_data(tmp_path_factory)
 
 
 def argv(data_path, workdir, *extra):
-    return [
-        "--models=tiny=/nowhere/tiny",
-        f"--data-file={data_path}",
-        f"--workdir={workdir}",
-        "--samples=3",
-        "--pixels=1",
-        "--population=6",
-        "--generations=2",
-        "--attack=both",
-        "--region=original,background",
+    return cifar_argv(
+        data_path,
+        workdir,
         *extra,
-    ]
+        samples=3,
+        population=6,
+        generations=2,
+        attack="both",
+        region="original,background",
+    )
 
 
 @pytest.fixture
@@ -59,12 +55,7 @@ def lines(workdir):
 def full_run(tmp_path_factory, data):
     """One uninterrupted run of every method, the targeted cells from the scan."""
     workdir = str(tmp_path_factory.mktemp("methods"))
-    mp = pytest.MonkeyPatch()
-    mp.setattr(train, "load_classifier", lambda w: (PREDICT, {"model": "tiny"}))
-    try:
-        assert cifar.main(argv(data[0], workdir, *METHODS)) == 0
-    finally:
-        mp.undo()
+    assert run_cifar(argv(data[0], workdir, *METHODS), PREDICT) == 0
     return workdir
 
 

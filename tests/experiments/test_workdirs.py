@@ -13,8 +13,11 @@ import train
 from experiments import cifar, classifiers
 from rpx import segment
 from tests.experiments.tiny import (
+    cifar_argv,
     lock_held_by_another_process,
     mock_cifar,
+    mock_data,
+    run_cifar,
     snapshot,
     tiny_predict,
 )
@@ -24,24 +27,20 @@ from tests.train.test_checkpoint_errors import broken_checkpoint
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("data") / "mock.npz")
-    images, labels = mock_cifar(path)
-    return path, images, labels
+    return mock_data(tmp_path_factory)
 
 
 def argv(data_path, workdir, *extra):
-    return [
-        "--models=tiny=/nowhere/tiny",
-        f"--data-file={data_path}",
-        f"--workdir={workdir}",
-        "--samples=2",
-        "--pixels=1",
-        "--population=4",
-        "--generations=1",
-        "--attack=untargeted",
-        "--region=original",
+    return cifar_argv(
+        data_path,
+        workdir,
         *extra,
-    ]
+        samples=2,
+        population=4,
+        generations=1,
+        attack="untargeted",
+        region="original",
+    )
 
 
 @pytest.fixture
@@ -63,12 +62,7 @@ def no_loading(monkeypatch):
 def done(tmp_path_factory, data):
     """A finished small run: workdir with results, settings, masks and figures."""
     workdir = str(tmp_path_factory.mktemp("done") / "w")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(train, "load_classifier", lambda w: (tiny_predict(), {"model": "tiny"}))
-    try:
-        assert cifar.main(argv(data[0], workdir)) == 0
-    finally:
-        mp.undo()
+    assert run_cifar(argv(data[0], workdir)) == 0
     return workdir
 
 

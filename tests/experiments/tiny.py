@@ -8,6 +8,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 
 def tiny_predict(num_classes=10, seed=0, scale=6.0, peak_scale=6.0):
@@ -41,6 +42,47 @@ def mock_cifar(path, n=24, seed=0, wrong=4):
     labels[:wrong] = (predicted[:wrong] + 1) % 10
     np.savez(path, image=images, label=labels.astype(np.uint8))
     return images, labels
+
+
+def mock_data(tmp_path_factory, n=24):
+    """(path, images, labels) of a mock_cifar file of `n` images in a new temporary folder
+    (the body of a module-scoped `data` fixture)."""
+    path = str(tmp_path_factory.mktemp("data") / "mock.npz")
+    images, labels = mock_cifar(path, n=n)
+    return path, images, labels
+
+
+def cifar_argv(data_path, workdir, *extra, samples, population, generations, attack, region):
+    """`python -m experiments.cifar` arguments for the tiny model on `data_path`: one pixel,
+    `samples` images, a DE budget of `population` x `generations`, then `extra` (which
+    override the flags before them)."""
+    return [
+        "--models=tiny=/nowhere/tiny",
+        f"--data-file={data_path}",
+        f"--workdir={workdir}",
+        f"--samples={samples}",
+        "--pixels=1",
+        f"--population={population}",
+        f"--generations={generations}",
+        f"--attack={attack}",
+        f"--region={region}",
+        *extra,
+    ]
+
+
+def run_cifar(args, predict=None) -> int:
+    """experiments.cifar.main(args) with train.load_classifier giving `predict` (a new
+    tiny_predict() by default) for every model; the patch is undone after (for the
+    module-scoped fixtures, which cannot use `monkeypatch`)."""
+    import train
+    from experiments import cifar
+
+    def load(workdir):
+        return tiny_predict() if predict is None else predict, {"model": "tiny"}
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train, "load_classifier", load)
+        return cifar.main(args)
 
 
 @contextlib.contextmanager
