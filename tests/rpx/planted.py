@@ -10,6 +10,7 @@ import numpy as np
 
 RED = jnp.array([255.0, 0.0, 0.0])
 BLUE = jnp.array([0.0, 0.0, 255.0])
+PATCH = ((2, 5), (3, 6))  # (rows, columns) of the models' weak spot, unless told otherwise
 
 
 def closeness(images, patch, color):
@@ -20,7 +21,7 @@ def closeness(images, patch, color):
     return jnp.max(jnp.maximum(0.0, 1.0 - distance / 200.0), axis=(1, 2))
 
 
-def one_pixel_model(patch=((2, 5), (3, 6)), color=RED):
+def one_pixel_model(patch=PATCH, color=RED):
     """Two classes: 1 once a patch pixel is within 50 of `color`, else 0."""
 
     def predict(images):
@@ -30,7 +31,7 @@ def one_pixel_model(patch=((2, 5), (3, 6)), color=RED):
     return predict
 
 
-def three_class_model(patch=((2, 5), (3, 6))):
+def three_class_model(patch=PATCH):
     """Class 0 by default, 1 for a red patch pixel, 2 for a blue one."""
 
     def predict(images):
@@ -65,7 +66,14 @@ def patch_mask(h, w, patch):
     return mask
 
 
-def nan_model(patch=((2, 5), (3, 6)), color=RED):
+def in_patch(positions, patch=PATCH):
+    """[...] bool: whether each (row, col) of `positions` [..., 2] lies inside `patch`."""
+    (r0, r1), (c0, c1) = patch
+    r, c = positions[..., 0], positions[..., 1]
+    return (r >= r0) & (r < r1) & (c >= c0) & (c < c1)
+
+
+def nan_model(patch=PATCH, color=RED):
     """Class 1 on every image, except NaN probabilities once a patch pixel is within 50
     of `color`: a model whose only "weak spot" is broken output, never a real success."""
 

@@ -9,18 +9,12 @@ import pytest
 
 import rpx
 from tests.rpx import planted
+from tests.rpx.planted import PATCH, in_patch
 
 FAST = rpx.AttackConfig(population=24, generations=40)
-PATCH = ((2, 5), (3, 6))
 # One predict object per model and one config keep tests on the same compiled program.
 ONE_PIXEL = planted.one_pixel_model(PATCH)
 N = 4
-
-
-def in_patch(positions, patch=PATCH):
-    (r0, r1), (c0, c1) = patch
-    r, c = positions[..., 0], positions[..., 1]
-    return (r >= r0) & (r < r1) & (c >= c0) & (c < c1)
 
 
 def test_untargeted_finds_the_planted_pixel_and_colour():

@@ -10,18 +10,12 @@ import pytest
 import rpx
 from rpx import encoding, sparse_rs
 from tests.rpx import planted
+from tests.rpx.planted import PATCH, in_patch
 from tests.rpx.test_engine import assert_same, mixed_batch
 
-PATCH = ((2, 5), (3, 6))
 ONE_PIXEL = planted.one_pixel_model(PATCH)
 CONFIG = rpx.AttackConfig(population=24, generations=40, search="sparse_rs")
 N = 4
-
-
-def in_patch(positions, patch=PATCH):
-    (r0, r1), (c0, c1) = patch
-    r, c = positions[..., 0], positions[..., 1]
-    return (r >= r0) & (r < r1) & (c >= c0) & (c < c1)
 
 
 def test_resample_counts_follow_sparse_rs_l0_schedule():
