@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from experiments import paper
 from experiments.corner_regions import PAPER_REGIONS, REGIONS
+from rpx import plots
 
 
 def _pct(s: dict, digits: int = 1) -> str:
@@ -303,13 +304,14 @@ def _pairs_figure(analysis: dict, key: str, path: str, title: str) -> str:
 
 
 def _save(fig, path: str) -> str:
-    """Save `fig` beside `path` and rename it there."""
+    """Save `fig` beside `path` (rpx.plots.save_figure, as experiments.figures does) and
+    rename it there."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        plots.save_figure(fig, tmp)
         os.chmod(tmp, 0o644)  # mkstemp's 0600 is for a secret, not a report
         os.replace(tmp, path)
     finally:
