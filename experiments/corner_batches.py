@@ -151,7 +151,7 @@ class BatchFolder:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def batches_of(positions: list[int], size: int) -> list[list[int]]:
