@@ -75,16 +75,9 @@ def run(
         if value is not None and (not isinstance(value, int | np.integer) or value < 1):
             raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
     images, labels, region, target = checks.check_inputs(
-        predict,
-        images,
-        labels,
-        region,
-        target,
-        config,
-        to_device=False,
-        target_columns=True,
-        params=params,
-    )
+        predict, images, labels, region, target, config, params=params,
+        to_device=False, target_columns=True,
+    )  # fmt: skip
     images, labels = np.asarray(images), np.asarray(labels, np.int32)
     n, h, w, c = images.shape
     per_image = 1 if target is None or np.ndim(target) == 1 else np.shape(target)[1]
