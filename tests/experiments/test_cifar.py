@@ -9,8 +9,8 @@ import pytest
 
 import train
 from experiments import cifar
-from experiments.store import ResultStore, record_key
-from tests.experiments.tiny import cifar_argv, mock_data, run_cifar, tiny_predict
+from experiments.store import record_key
+from tests.experiments.tiny import cifar_argv, killed_run, mock_data, run_cifar, tiny_predict
 
 SAMPLES = 5
 
@@ -88,22 +88,9 @@ def test_full_run_writes_every_row_table_and_figures(full_run, data):
     ]
 
 
-def test_interrupted_run_resumes_to_the_same_table(tmp_path, data, full_run, monkeypatch,
-                                                   tiny_classifier):  # fmt: skip
+def test_interrupted_run_resumes_to_the_same_table(tmp_path, data, full_run, tiny_classifier):
     workdir = str(tmp_path / "resumed")
-    calls = {"n": 0}
-    append = ResultStore.append
-
-    def dying_append(self, records):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt  # killed between two results
-        return append(self, records)
-
-    monkeypatch.setattr(ResultStore, "append", dying_append)
-    with pytest.raises(KeyboardInterrupt):
-        cifar.main(argv(data[0], workdir))
-    monkeypatch.setattr(ResultStore, "append", append)
+    killed_run(argv(data[0], workdir), at=4)  # killed between two results
     partial = read_lines(workdir)
     assert 0 < len(partial) < SAMPLES * 30
     with open(os.path.join(workdir, "results.jsonl"), "a") as f:

@@ -2,6 +2,7 @@
 item 4): flags checked first, cells keyed by method with the paper's keys unchanged, scan
 rows equal to a brute force over `rpx.pixel_map`'s classes, resume and settings."""
 
+import functools
 import json
 import os
 import zlib
@@ -15,9 +16,16 @@ import train
 from experiments import cifar, methods
 from experiments.grid import cell_key
 from experiments.scan_targets import answers
-from experiments.store import ResultStore, record_key
+from experiments.store import record_key
 from rpx.pixel_map import corner_colors
-from tests.experiments.tiny import cifar_argv, mock_data, run_cifar, snapshot, tiny_predict
+from tests.experiments.tiny import (
+    cifar_argv,
+    killed_run,
+    mock_data,
+    run_cifar,
+    snapshot,
+    tiny_predict,
+)
 
 METHODS = ["--search=de,sparse_rs", "--init=lhs,scan", "--targeted-from-scan"]
 PREDICT = tiny_predict()  # one function for every run: compiled programs are reused
@@ -28,17 +36,9 @@ def data(tmp_path_factory):
     return mock_data(tmp_path_factory)
 
 
-def argv(data_path, workdir, *extra):
-    return cifar_argv(
-        data_path,
-        workdir,
-        *extra,
-        samples=3,
-        population=6,
-        generations=2,
-        attack="both",
-        region="original,background",
-    )
+argv = functools.partial(
+    cifar_argv, samples=3, population=6, generations=2, attack="both", region="original,background"
+)
 
 
 @pytest.fixture
@@ -191,22 +191,9 @@ def test_answers_on_a_made_up_map():
     assert corner.tolist() == [[1, 1, 0]] and queries.tolist() == [4]
 
 
-def test_interrupted_run_resumes_to_the_same_records_and_table(tmp_path, data, full_run, tiny,
-                                                               monkeypatch):  # fmt: skip
+def test_interrupted_run_resumes_to_the_same_records_and_table(tmp_path, data, full_run, tiny):
     workdir = str(tmp_path / "resumed")
-    calls = {"n": 0}
-    append = ResultStore.append
-
-    def dying_append(self, records):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt  # killed between two appends
-        return append(self, records)
-
-    monkeypatch.setattr(ResultStore, "append", dying_append)
-    with pytest.raises(KeyboardInterrupt):
-        cifar.main(argv(data[0], workdir, *METHODS))
-    monkeypatch.setattr(ResultStore, "append", append)
+    killed_run(argv(data[0], workdir, *METHODS), at=5)
     partial = lines(workdir)
     assert 0 < len(partial) < len(lines(full_run))
     assert cifar.main(argv(data[0], workdir, *METHODS)) == 0

@@ -2,6 +2,7 @@
 writer at a time, classifiers and mask caches named by content, every flag checked before
 anything is written, and one clear line instead of a traceback for bad input."""
 
+import functools
 import json
 import os
 import shutil
@@ -30,17 +31,9 @@ def data(tmp_path_factory):
     return mock_data(tmp_path_factory)
 
 
-def argv(data_path, workdir, *extra):
-    return cifar_argv(
-        data_path,
-        workdir,
-        *extra,
-        samples=2,
-        population=4,
-        generations=1,
-        attack="untargeted",
-        region="original",
-    )
+argv = functools.partial(
+    cifar_argv, samples=2, population=4, generations=1, attack="untargeted", region="original"
+)
 
 
 @pytest.fixture

@@ -85,6 +85,27 @@ def run_cifar(args, predict=None) -> int:
         return cifar.main(args)
 
 
+def killed_run(args, at: int) -> None:
+    """experiments.cifar.main(args) killed (KeyboardInterrupt) at its `at`-th
+    ResultStore.append, between two appends; ResultStore is restored after."""
+    from experiments import cifar
+    from experiments.store import ResultStore
+
+    calls = {"n": 0}
+    append = ResultStore.append
+
+    def dying_append(self, records):
+        calls["n"] += 1
+        if calls["n"] == at:
+            raise KeyboardInterrupt  # killed between two appends
+        return append(self, records)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ResultStore, "append", dying_append)
+        with pytest.raises(KeyboardInterrupt):
+            cifar.main(args)
+
+
 @contextlib.contextmanager
 def lock_held_by_another_process(workdir):
     """Another process holding WORKDIR's run lock (as a running experiment does): yields
