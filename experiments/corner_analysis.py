@@ -43,7 +43,7 @@ def read_settings(workdir: str) -> dict:
     return settings
 
 
-def analyse(workdir: str, resamples: int = 2000, seed: int = 0, de: str | None = None) -> dict:
+def analyse(workdir: str, resamples: int = 2000, seed: int = 0, de=None) -> dict:
     """The study's numbers from WORKDIR, JSON-ready.
 
     Args:

@@ -46,20 +46,29 @@ def de_records(workdir: str) -> tuple[dict, dict]:
     return settings, rows
 
 
-def compare(maps_workdir: str, de_workdir: str, resamples: int = 2000, seed: int = 0) -> dict:
+def compare(maps_workdir: str, de_workdirs, resamples: int = 2000, seed: int = 0) -> dict:
     """{"population", "generations" (DE's budget), "nets": {net: {region: the comparison
-    (module docstring)}}} for every net and paper region the DE workdir holds, on the
-    images it attacked (all must be in the net's maps).
-    ValueError when the two workdirs hold different images or the DE images are not
-    mapped."""
+    (module docstring)}}} for every net and paper region the DE workdirs (a list, or one
+    path) hold, on the images DE attacked (all must be in the net's maps).
+    ValueError when a DE workdir holds other images than the maps or another budget than
+    the others, a net comes from two workdirs, or DE images are not mapped."""
     with open(os.path.join(maps_workdir, "settings.json")) as f:
         maps_settings = json.load(f)
-    de_settings, rows = de_records(de_workdir)
-    if de_settings.get("data") != maps_settings["data"]:
-        raise ValueError(
-            f"--de {de_workdir} attacked other images ({de_settings.get('data')}) than the "
-            f"corner maps in {maps_workdir} ({maps_settings['data']})"
-        )
+    rows, budgets = {}, set()
+    for workdir in [de_workdirs] if isinstance(de_workdirs, str) else de_workdirs:
+        de_settings, more = de_records(workdir)
+        if de_settings.get("data") != maps_settings["data"]:
+            raise ValueError(
+                f"--de {workdir} attacked other images ({de_settings.get('data')}) than the "
+                f"corner maps in {maps_workdir} ({maps_settings['data']})"
+            )
+        if set(more) & set(rows):
+            raise ValueError(f"--de: {sorted(set(more) & set(rows))} in more than one workdir")
+        rows.update(more)
+        budgets.add((de_settings["population"], de_settings["generations"]))
+    if len(budgets) > 1:
+        raise ValueError(f"--de workdirs ran different DE budgets {sorted(budgets)}")
+    ((population, generations),) = budgets
     cache = segment.MaskCache(
         mask_path(maps_workdir), segment.GrabCutSettings(), maps_settings["data"]
     )
@@ -86,8 +95,7 @@ def compare(maps_workdir: str, de_workdir: str, resamples: int = 2000, seed: int
                 net, region, [records[int(i)] for i in index], fooling.any((1, 2)), fooling,
                 corner_stats.resamples(len(index), resamples, seed),
             )  # fmt: skip
-    return dict(population=de_settings["population"], generations=de_settings["generations"],
-                nets=out)  # fmt: skip
+    return dict(population=population, generations=generations, nets=out)
 
 
 def _compare_region(net, region, records, scan, fooling, boot) -> dict:

@@ -46,7 +46,7 @@ def _flags(argv):
     p.add_argument("--classifiers", default=ASSETS, help="folder of cifar10_NAME workdirs")
     p.add_argument("--evaluation", default="auto", choices=incremental.EVALUATIONS)
     p.add_argument("--report", action="store_true", help="only (re)write the report")
-    p.add_argument("--de", help="with --report: an experiments.cifar workdir of 1-pixel DE")
+    p.add_argument("--de", help="comma list of experiments.cifar workdirs of 1-pixel DE")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="bootstrap and size-matched control")
     args = p.parse_args(argv)
@@ -64,7 +64,8 @@ def _flags(argv):
 
 
 def _report(args) -> None:
-    analysis = corner_analysis.analyse(args.workdir, args.resamples, args.seed, args.de)
+    de = args.de and [w for w in args.de.split(",") if w]
+    analysis = corner_analysis.analyse(args.workdir, args.resamples, args.seed, de or None)
     written = corner_report.write(args.workdir, analysis)
     done = ", ".join(f"{n} {r['images']} images" for n, r in analysis["nets"].items())
     print(f"report of {done or 'no finished batch'}: {', '.join(written)}")

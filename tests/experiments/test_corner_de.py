@@ -19,34 +19,37 @@ MAPPED = 6
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Corner maps of the first 6 correct mock images, and 1-pixel DE (experiments.cifar
-    --sample-order=first, the maps' masks) on the first 5 of them."""
+    """Corner maps of the first 6 correct mock images for two nets (the same tiny
+    classifier named tiny and twin), and 1-pixel DE (experiments.cifar
+    --sample-order=first, the maps' masks) on the first 5 of them, one workdir per net."""
     root = tmp_path_factory.mktemp("runs")
     data = str(root / "mock.npz")
     mock_cifar(data, n=16)
-    maps, de = str(root / "maps"), str(root / "de")
+    maps, de, twin = str(root / "maps"), str(root / "de"), str(root / "twin")
     predict = tiny_predict()
     mp = pytest.MonkeyPatch()
     mp.setattr(train, "load_classifier", lambda w: (predict, {"model": "tiny"}))
     try:
         assert corner_maps.main([f"--data-file={data}", f"--workdir={maps}", "--batch=3",
-                                 "--models=tiny=/nowhere", f"--images={MAPPED}",
+                                 "--models=tiny=/nowhere,twin=/x", f"--images={MAPPED}",
                                  "--resamples=100"]) == 0  # fmt: skip
-        assert cifar.main(_de_argv(data, de, 5, os.path.join(maps, "masks.npz"))) == 0
+        masks = os.path.join(maps, "masks.npz")
+        assert cifar.main(_de_argv(data, de, 5, masks)) == 0
+        assert cifar.main(_de_argv(data, twin, 5, masks, model="twin")) == 0
     finally:
         mp.undo()
-    return data, maps, de
+    return data, maps, de, twin
 
 
-def _de_argv(data, workdir, samples, masks=None, region="all"):
-    return ["--models=tiny=/nowhere/tiny", f"--data-file={data}", f"--workdir={workdir}",
-            f"--samples={samples}", "--sample-order=first", "--pixels=1",
-            "--attack=untargeted", f"--region={region}", "--population=4", "--generations=1",
+def _de_argv(data, workdir, samples, masks=None, region="all", model="tiny", population=4):
+    return [f"--models={model}=/nowhere/{model}", f"--data-file={data}", f"--workdir={workdir}",
+            f"--samples={samples}", "--sample-order=first", "--pixels=1", "--attack=untargeted",
+            f"--region={region}", f"--population={population}", "--generations=1",
             *([f"--masks={masks}"] if masks else [])]  # fmt: skip
 
 
 def test_comparison_matches_a_brute_force_reading(runs):
-    data, maps_dir, de_dir = runs
+    data, maps_dir, de_dir, _ = runs
     out = corner_de.compare(maps_dir, de_dir, resamples=100)
     assert (out["population"], out["generations"]) == (4, 1)
     got = out["nets"]
@@ -90,21 +93,25 @@ def test_comparison_matches_a_brute_force_reading(runs):
 
 
 def test_report_adds_the_de_section_and_figure(runs, tmp_path):
-    _, maps_dir, de_dir = runs
-    assert corner_maps.main(["--report", f"--workdir={maps_dir}", f"--de={de_dir}",
+    _, maps_dir, de_dir, twin_dir = runs
+    assert corner_maps.main(["--report", f"--workdir={maps_dir}", f"--de={de_dir},{twin_dir}",
                              "--resamples=100"]) == 0  # fmt: skip
     with open(os.path.join(maps_dir, "report.md")) as f:
         text = f.read()
     assert "## DE at the paper's budget on the same images" in text
-    assert text.count("| tiny | ") == 3
+    assert text.count("| tiny | ") == 3 and text.count("| twin | ") == 3
     with open(os.path.join(maps_dir, "report.json")) as f:
-        assert set(json.load(f)["de"]["nets"]["tiny"]) == set(corner_regions.PAPER_REGIONS)
+        de = json.load(f)["de"]["nets"]
+    assert set(de) == {"tiny", "twin"}
+    assert set(de["tiny"]) == set(de["twin"]) == set(corner_regions.PAPER_REGIONS)
+    # the same classifier, images and masks: the scan column agrees across the two names
+    assert [c["scan"] for c in de["tiny"].values()] == [c["scan"] for c in de["twin"].values()]
     assert "(population 4, 1 generations," in text
     assert os.path.getsize(os.path.join(maps_dir, "figures", "de_vs_scan.png")) > 1000
 
 
 def test_de_on_other_or_unmapped_images_is_refused(runs, tmp_path, monkeypatch, capsys):
-    data, maps_dir, _ = runs
+    data, maps_dir, de_dir, _ = runs
     other = str(tmp_path / "other.npz")
     mock_cifar(other, n=16, seed=1)
     monkeypatch.setattr(train, "load_classifier", lambda w: (tiny_predict(), {"model": "t"}))
@@ -116,6 +123,12 @@ def test_de_on_other_or_unmapped_images_is_refused(runs, tmp_path, monkeypatch, 
     assert cifar.main(more) == 0
     with pytest.raises(ValueError, match="do not cover"):
         corner_de.compare(maps_dir, str(tmp_path / "more"))
+    with pytest.raises(ValueError, match=r"\['tiny'\] in more than one workdir"):
+        corner_de.compare(maps_dir, [de_dir, de_dir])
+    budget = _de_argv(data, str(tmp_path / "big"), 2, masks, "original", "twin", population=6)
+    assert cifar.main(budget) == 0
+    with pytest.raises(ValueError, match="different DE budgets"):
+        corner_de.compare(maps_dir, [de_dir, str(tmp_path / "big")])
     assert corner_maps.main(["--report", f"--workdir={maps_dir}",
                              f"--de={tmp_path / 'none'}"]) == 2  # fmt: skip
     assert "holds no experiments.cifar run" in capsys.readouterr().err
