@@ -26,7 +26,7 @@ import tempfile
 
 import numpy as np
 
-_NAME = re.compile(r"maps-(\d{5})-(\d{5})\.npz$")
+_NAME = re.compile(r"maps-(\d{5,})-(\d{5,})\.npz$")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -62,6 +62,7 @@ def compare(maps_workdir: str, de_workdirs, resamples: int = 2000, seed: int = 0
                 f"--de {workdir} attacked other images ({de_settings.get('data')}) than the "
                 f"corner maps in {maps_workdir} ({maps_settings['data']})"
             )
+        _check_same_setup(workdir, de_settings, maps_workdir, maps_settings, set(more))
         if set(more) & set(rows):
             raise ValueError(f"--de: {sorted(set(more) & set(rows))} in more than one workdir")
         rows.update(more)
@@ -96,6 +97,27 @@ def compare(maps_workdir: str, de_workdirs, resamples: int = 2000, seed: int = 0
                 corner_stats.resamples(len(index), resamples, seed),
             )  # fmt: skip
     return dict(population=population, generations=generations, nets=out)
+
+
+def _check_same_setup(workdir, de_settings, maps_workdir, maps_settings, nets) -> None:
+    """ValueError unless DE ran the maps' classifiers (parameter digests) with masks of the
+    maps' GrabCut settings, and any mask cache of its own holds the maps' masks."""
+    for net in sorted(nets):
+        ours, theirs = de_settings["models"].get(net), maps_settings["models"].get(net)
+        if ours != theirs:
+            raise ValueError(
+                f"--de {workdir}: {net} is {ours}, the corner maps in {maps_workdir} have "
+                f"{theirs or 'no such classifier'}"
+            )
+    if de_settings.get("masks") != maps_settings["masks"]["settings"]:
+        raise ValueError(f"--de {workdir} built its masks with other settings than the maps")
+    own = os.path.join(workdir, "masks.npz")
+    if os.path.exists(own):
+        settings = segment.GrabCutSettings(**de_settings["masks"])
+        theirs = segment.MaskCache(mask_path(maps_workdir), settings, maps_settings["data"])
+        ours = segment.MaskCache(own, settings, de_settings["data"])
+        if not np.array_equal(ours[:], theirs[:]):
+            raise ValueError(f"--de {workdir}: its masks.npz differs from {maps_workdir}'s")
 
 
 def _compare_region(net, region, records, scan, fooling, boot) -> dict:

@@ -72,7 +72,7 @@ class ResizedImages:
         if image_folder:
             files, labels = folder_files(image_folder)
             self.labels = labels
-            self.read = lambda i: (cv2.cvtColor(cv2.imread(files[i]), cv2.COLOR_BGR2RGB), labels[i])
+            self.read = lambda i: (_read_rgb(files[i]), labels[i])
             self.total = len(files)
             self.name = f"folder {os.path.abspath(image_folder)}"
         else:
@@ -97,6 +97,14 @@ class ResizedImages:
         if image.shape[:2] == (self.size, self.size):
             return image.astype(np.uint8)
         return cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
+
+
+def _read_rgb(path: str) -> np.ndarray:
+    """uint8 [H, W, 3] RGB of an image file; ValueError naming it when cv2 cannot read it."""
+    image = cv2.imread(path)
+    if image is None:
+        raise ValueError(f"--image-folder: cannot read {path} as an image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def folder_files(root: str) -> tuple[list[str], np.ndarray]:

@@ -1,8 +1,9 @@
 """The pixel-map study (issue 7): an exhaustive one-pixel scan against DE in each region.
 
 `compare` scans every pixel of each image with the 8 colour-cube corners
-(`rpx.pixel_map`), runs one-pixel untargeted DE (`rpx.run`) in each region with the
-cell keys of `experiments.cifar`, and counts per region the images the scan finds
+(`rpx.pixel_map`), runs one-pixel untargeted DE (`rpx.run`) in each region with
+`experiments.grid.cell_key` for a model named "m" (so not the keys an experiments.cifar
+run of the same classifier uses), and counts per region the images the scan finds
 vulnerable, the DE successes, the vulnerable images DE missed and DE's successes the
 scan did not predict; `report` words the result as a markdown table and two lines.
 """

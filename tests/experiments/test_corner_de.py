@@ -132,3 +132,22 @@ def test_de_on_other_or_unmapped_images_is_refused(runs, tmp_path, monkeypatch, 
     assert corner_maps.main(["--report", f"--workdir={maps_dir}",
                              f"--de={tmp_path / 'none'}"]) == 2  # fmt: skip
     assert "holds no experiments.cifar run" in capsys.readouterr().err
+
+
+def test_de_of_other_weights_or_other_masks_is_refused(runs, tmp_path, monkeypatch):
+    data, maps_dir, de_dir, _ = runs
+    other = tiny_predict(seed=5)  # other weights under the same name
+    monkeypatch.setattr(train, "load_classifier", lambda w: (other, {"model": "tiny"}))
+    assert cifar.main(_de_argv(data, str(tmp_path / "w"), 2, region="original")) == 0
+    with pytest.raises(ValueError, match="tiny is .* the corner maps .* have"):
+        corner_de.compare(maps_dir, str(tmp_path / "w"))
+    # DE that built its own GrabCut masks: accepted while they equal the maps' masks
+    own = str(tmp_path / "own")
+    monkeypatch.setattr(train, "load_classifier", lambda w: (tiny_predict(), {"model": "t"}))
+    assert cifar.main(_de_argv(data, own, 2, region="original")) == 0
+    assert corner_de.compare(maps_dir, own, resamples=100)["nets"]["tiny"]["original"]
+    cache = segment.MaskCache(os.path.join(own, "masks.npz"))
+    segment.save_masks(os.path.join(own, "masks.npz"), ~cache[:], None, cache.settings,
+                       data=cache.meta["data"])  # fmt: skip
+    with pytest.raises(ValueError, match="masks.npz differs"):
+        corner_de.compare(maps_dir, own)

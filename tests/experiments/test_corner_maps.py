@@ -232,8 +232,13 @@ def test_intervals_and_paired_differences():
     assert corner_stats.summarise(a, boot) == s  # the same resamples give the same intervals
 
 
-def test_batches():
+def test_batches(tmp_path):
     assert batches_of([0, 1, 2, 5, 6, 9], 2) == [[0, 1], [2], [5, 6], [9]]
+    folder = BatchFolder(str(tmp_path))
+    for start in (99_996, 100_000):  # positions past 99,999 get longer names, still found
+        folder.write(start, np.zeros((4, 2, 2, 8), np.int8), np.arange(4), np.zeros(4),
+                     wall_seconds=0.0, cpu_seconds=0.0, evaluations=0)  # fmt: skip
+    assert folder.spans() == [(99_996, 100_000), (100_000, 100_004)]
 
 
 RESULTS = os.path.join(os.path.dirname(corner_maps.__file__), "results", "corner-maps")

@@ -99,6 +99,17 @@ def test_imagenet_bad_input(tmp_path, folder, monkeypatch, capsys):
     assert "--image-size" in capsys.readouterr().err
 
 
+def test_an_unreadable_image_file_is_a_clear_error(tmp_path, folder, monkeypatch, capsys):
+    broken = tmp_path / "images"
+    os.makedirs(broken / "c0")
+    (broken / "c0" / "a.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"cannot read .*a\.png as an image"):
+        ResizedImages(32, str(broken))(np.array([0]))
+    monkeypatch.setattr(train, "load_classifier", lambda w: (tiny_predict(CLASSES), {}))
+    assert imagenet.main(argv((str(broken), folder[1]), str(tmp_path / "w"))) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
 def test_images_from_an_npz_data_dir_are_resized(tmp_path):
     arrays = np.arange(3 * 40 * 40 * 3, dtype=np.uint32).reshape(3, 40, 40, 3) % 251
     np.savez(tmp_path / "imagenet2012-validation.npz", image=arrays.astype(np.uint8),
