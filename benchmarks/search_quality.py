@@ -31,6 +31,7 @@ its own index in the image list, so a resumed run gives the lines of an uninterr
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -89,45 +90,70 @@ def cell_key(seed: int, model: str, region: str, pixels: int, method: str):
 
 
 def read_rows(path: str) -> list[dict]:
-    """The lines of --out (a line cut short by a kill is dropped)."""
+    """The lines of --out. A last line cut short by a kill (no newline) is dropped; any
+    other line that is not JSON is a ValueError naming the file and line."""
     if not os.path.exists(path):
         return []
-    rows = []
     with open(path) as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue
+        lines = f.read().split("\n")
+    rows = []
+    for number, line in enumerate(lines[:-1], 1):  # lines[-1]: "" or a cut last line
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            raise ValueError(f"{path}, line {number}: not a JSON row ({line[:60]!r})") from None
     return rows
 
 
 def append_rows(path: str, rows: list[dict]) -> None:
-    """Append rows as JSON lines, flushed (a killed run keeps what it wrote)."""
+    """Append rows as JSON lines, flushed (a killed run keeps what it wrote); a last line
+    cut short by an earlier kill is removed first, so it never merges with a new row."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a") as f:
-        f.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
+    with open(path, "a+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size:
+            f.seek(0)
+            whole = f.read()
+            if not whole.endswith(b"\n"):
+                f.truncate(whole.rfind(b"\n") + 1)
+        f.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode())
         f.flush()
         os.fsync(f.fileno())
 
 
+def _digest(image) -> str:
+    return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()[:16]
+
+
 def foreground_masks(path: str, images, index) -> np.ndarray:
     """bool [N, H, W] GrabCut masks of `images` (dataset indices `index` [N]), cached in
-    the npz `path` by dataset index (missing ones are computed and added)."""
+    the npz `path` by dataset index with a digest of each image (missing ones are
+    computed and added). ValueError when the cache holds a mask of another image at one
+    of these indices (another --data); a cache without digests is rebuilt."""
     from rpx.segment import grabcut
 
-    cache = {}
+    cache, digests = {}, {}
     if os.path.exists(path):
-        with np.load(path) as f:
-            cache = dict(zip(f["index"].tolist(), f["foreground"], strict=True))
+        with np.load(path, allow_pickle=False) as f:
+            if "digest" in f.files:
+                cache = dict(zip(f["index"].tolist(), f["foreground"], strict=True))
+                digests = dict(zip(f["index"].tolist(), f["digest"].tolist(), strict=True))
+    ours = {int(d): _digest(image) for d, image in zip(index, images, strict=True)}
+    other = [d for d, h in ours.items() if d in digests and digests[d] != h]
+    if other:
+        raise ValueError(
+            f"--masks {path} holds masks of other images at dataset indices {other[:5]}: "
+            "another --data? pass another --masks (and --out)"
+        )
     todo = [i for i, d in enumerate(index) if int(d) not in cache]
     if todo:
         for i, mask in zip(todo, grabcut(images[todo], workers=1), strict=True):
-            cache[int(index[i])] = mask
+            cache[int(index[i])], digests[int(index[i])] = mask, ours[int(index[i])]
         keys = sorted(cache)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         masks = np.stack([cache[k] for k in keys])
-        np.savez_compressed(path, index=np.array(keys), foreground=masks)
+        hashes = np.array([digests[k] for k in keys])
+        np.savez_compressed(path, index=np.array(keys), foreground=masks, digest=hashes)
     return np.stack([cache[int(d)] for d in index])
 
 

@@ -1,6 +1,7 @@
 """benchmarks/search_quality.py: the scan as a stopping search, and the report's numbers."""
 
 import numpy as np
+import pytest
 
 import rpx
 from benchmarks import search_quality, search_quality_report
@@ -46,3 +47,40 @@ def test_report_success_at_thresholds_and_median(tmp_path):
     assert "| m | 1 | original | DE | 4 | 25.0% | 50.0% | - | - | 50.0% (4,100) | 1,750 |" in table
     path = search_quality_report.figure(de + scan, str(tmp_path / "f.png"))
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rows_resume_after_a_cut_line_and_corruption_is_refused(tmp_path):
+    path = str(tmp_path / "rows.jsonl")
+    search_quality.append_rows(path, [{"image": 0}, {"image": 1}])
+    with open(path, "a") as f:
+        f.write('{"image": 2, "succ')  # a kill in the middle of a line
+    assert search_quality.read_rows(path) == [{"image": 0}, {"image": 1}]
+    search_quality.append_rows(path, [{"image": 2}])  # the cut line goes, nothing merges
+    assert search_quality.read_rows(path) == [{"image": 0}, {"image": 1}, {"image": 2}]
+    with open(path, "a") as f:
+        f.write("garbage\n")
+    search_quality.append_rows(path, [{"image": 3}])
+    with pytest.raises(ValueError, match=r"line 4: not a JSON row"):
+        search_quality.read_rows(path)
+
+
+def test_mask_cache_refuses_other_images_at_the_same_indices(tmp_path, monkeypatch):
+    import rpx.segment
+
+    calls = []
+
+    def fake_grabcut(images, workers=1):
+        calls.append(len(images))
+        return [im[..., 0] > 100 for im in images]
+
+    monkeypatch.setattr(rpx.segment, "grabcut", fake_grabcut)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    path = str(tmp_path / "masks.npz")
+    first = search_quality.foreground_masks(path, images[:2], np.array([5, 9]))
+    again = search_quality.foreground_masks(path, images[:3], np.array([5, 9, 11]))
+    assert calls == [2, 1]  # only the new image is segmented
+    np.testing.assert_array_equal(again[:2], first)
+    np.testing.assert_array_equal(again[2], images[2, ..., 0] > 100)
+    with pytest.raises(ValueError, match=r"other images at dataset indices \[9\]"):
+        search_quality.foreground_masks(path, images[[0, 3]], np.array([5, 9]))
