@@ -114,7 +114,9 @@ def run(
         reg = np.ones((size, h, w), bool)
         if region_np is not None:
             reg = np.broadcast_to(region_np, (n, h, w))[image_index]
-            reg[positions < 0] = True  # placeholders: no clean-image evaluation
+        # Placeholders (the spare slots of the rounding to the device count on the first
+        # load) get an empty region, so they start inactive and search nothing.
+        reg[positions < 0] = False
         goal = labels[image_index] if target_np is None else target_np[image_index, t]
         return (images[image_index], reg, labels[image_index], goal, row.astype(np.int32))
 

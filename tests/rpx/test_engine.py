@@ -273,3 +273,62 @@ def test_weights_as_an_argument_equal_attack_and_reuse_the_compiled_pieces():
         predict, images, labels, params=params, config=CONFIG, key=jax.random.key(2)
     )
     assert_same(runs[1], expected)
+
+
+PLACEHOLDER = textwrap.dedent(
+    """
+    import json
+    import jax, numpy as np
+    import rpx
+    from tests.rpx import planted
+    from tests.rpx.test_engine import PATCH, PREDICT
+    rows = []
+
+    def counted(x):  # PREDICT, counting the images it is run on
+        jax.debug.callback(lambda x: rows.append(len(x)), x)
+        return PREDICT(x)
+
+    config = rpx.AttackConfig(population=24, generations=40, chunk_size=24, evaluation="full")
+    region = ~planted.patch_mask(8, 8, PATCH)[None]  # cannot succeed: the whole budget
+    result = rpx.run(counted, planted.grey_images(1), np.zeros(1, np.int32), region=region,
+                     config=config, key=jax.random.key(0), progress=False)
+    print(json.dumps(dict(devices=jax.device_count(), rows=sum(rows),
+                          **{f: np.asarray(getattr(result, f)).tolist()
+                             for f in ("success", "generations", "queries", "positions",
+                                       "colors", "probs", "fitness_curve", "adversarial")})))
+    """
+)
+
+
+@pytest.mark.slow
+def test_placeholder_slots_of_the_device_rounding_search_nothing():
+    # One image on two devices: the slot count is rounded up to 2, and the spare slot
+    # holds a placeholder that must stay inactive (it used to start a full search of
+    # image 0 with an all-True region, whose result was thrown away).
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run(
+        [sys.executable, "-c", PLACEHOLDER],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["devices"] == 2 and got["queries"] == [41 * 24]
+    # The real row's candidates, plus at most one image per slot for the clean-image
+    # probe of check_inputs and the final probabilities: no population of a placeholder.
+    assert got["queries"][0] <= got["rows"] <= got["queries"][0] + 3
+    config = rpx.AttackConfig(population=24, generations=40, chunk_size=24, evaluation="full")
+    region = ~planted.patch_mask(8, 8, PATCH)[None]
+    expected = rpx.attack(
+        PREDICT, planted.grey_images(1), np.zeros(1, np.int32), region=region,
+        config=config, key=jax.random.key(0),
+    )  # fmt: skip
+    for field in FIELDS:
+        np.testing.assert_array_equal(
+            np.asarray(getattr(expected, field)), got[field], err_msg=field
+        )
