@@ -72,14 +72,7 @@ def grid_from(args, dataset: str) -> Grid:
         )
     if not args.workdir:
         raise ValueError("--workdir must not be empty")
-    models = {}
-    for item in parse_list("models", args.models):
-        name, _, path = item.partition("=")
-        if not name or "/" in name or name in models:
-            raise ValueError(
-                f"--models: {name!r} is empty, holds '/' or comes twice (in {args.models!r})"
-            )
-        models[name] = path or os.path.join(args.classifiers, f"{dataset}_{name}")
+    models = models_flag(args.models, args.classifiers, dataset)
     restrictions = ("table", "restore") if args.restriction == "both" else (args.restriction,)
     return Grid(
         models=models,
@@ -97,6 +90,21 @@ def grid_from(args, dataset: str) -> Grid:
         targeted_from_scan=bool(args.targeted_from_scan),
         sample_order=args.sample_order,
     )
+
+
+def models_flag(text: str, classifiers: str, dataset: str, reserved=()) -> dict[str, str]:
+    """--models: a comma list of names (CLASSIFIERS/{dataset}_NAME) or name=workdir ->
+    {name: workdir}; ValueError names the flag (a name that is empty, holds '/', comes
+    twice or is `reserved`, e.g. a folder name the workdir uses)."""
+    models = {}
+    for item in parse_list("models", text):
+        name, _, path = item.partition("=")
+        if not name or "/" in name or name in models or name in reserved:
+            raise ValueError(
+                f"--models: {name!r} is empty, holds '/', comes twice or is reserved (in {text!r})"
+            )
+        models[name] = path or os.path.join(classifiers, f"{dataset}_{name}")
+    return models
 
 
 def parse_list(flag: str, text: str, choices=None, kind=str) -> tuple:

@@ -57,7 +57,7 @@ def _flags(argv):
         raise ValueError(f"--seed must be < 2**32, got {args.seed}")
     if not args.workdir:
         raise ValueError("--workdir must not be empty")
-    models = corner_study.models_flag(args.models, args.classifiers)
+    models = cli.models_flag(args.models, args.classifiers, "cifar10", reserved=("figures",))
     if not args.report and not os.path.isfile(args.data_file):
         raise ValueError(f"--data-file {args.data_file} does not exist or is not a file")
     return args, models

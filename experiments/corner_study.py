@@ -138,20 +138,6 @@ def scan_models(workdir, loaded, images, labels, count, batch_size, evaluation) 
     return scanned
 
 
-def models_flag(text: str, classifiers: str) -> dict[str, str]:
-    """--models: a comma list of names (CLASSIFIERS/cifar10_NAME) or name=workdir ->
-    {name: workdir}; ValueError names the flag."""
-    models = {}
-    for item in [s.strip() for s in text.split(",") if s.strip()]:
-        name, _, path = item.partition("=")
-        if not name or "/" in name or name in models or name == "figures":
-            raise ValueError(f"--models: {name!r} is empty, holds '/', comes twice or is reserved")
-        models[name] = path or os.path.join(classifiers, f"cifar10_{name}")
-    if not models:
-        raise ValueError("--models must name at least one classifier")
-    return models
-
-
 def mask_path(workdir: str) -> str:
     """WORKDIR/masks.npz: the GrabCut cache of all the data set's images."""
     return os.path.join(workdir, "masks.npz")

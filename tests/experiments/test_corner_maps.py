@@ -124,7 +124,8 @@ def test_bad_flags_exit_2_before_anything_is_written(mock, tmp_path, capsys):
         "--batch=0": "--batch must be >= 1",
         "--resamples=5": "--resamples must be >= 100",
         "--models=a/b": "--models: 'a/b'",
-        "--models=,": "--models must name at least one",
+        "--models=,": "--models must not be empty",
+        "--models=figures": "comes twice or is reserved",
         "--data-file=/no/such.npz": "--data-file /no/such.npz does not exist",
     }
     for flag, message in bad.items():
