@@ -25,14 +25,17 @@ from rpx.config import AttackConfig, resolve
 class AttackResult:
     """One row per image.
 
-    success: bool [N]. adversarial: [N, H, W, C], the images' dtype, the best candidate
-    found (the successful one with the best fitness if any succeeded). positions: int32
-    [N, k, 2] (row, col), each changed pixel once; (-1, -1) where a pixel slot changed
-    nothing (empty region, outside the region under "restore", or a slot whose position
-    repeats an earlier slot's, as when k exceeds the region's pixel count). colors:
-    float32 [N, k, C], 0 where the slot changed nothing. probs: float32 [N, K] =
-    predict(adversarial). A candidate whose probabilities are not all finite is never
-    a success nor a best; an image without any such candidate is returned unchanged.
+    success: bool [N], what probs say: argmax != label (== target when targeted), never
+    for non-finite probs or an image returned unchanged. adversarial: [N, H, W, C], the
+    images' dtype, the best candidate found (the successful one with the best fitness if
+    any succeeded). positions: int32 [N, k, 2] (row, col), each changed pixel once;
+    (-1, -1) where a pixel slot changed nothing (empty region, outside the region under
+    "restore", or a slot whose position repeats an earlier slot's, as when k exceeds the
+    region's pixel count). colors: float32 [N, k, C], 0 where the slot changed nothing.
+    probs: float32 [N, K] = predict(adversarial), one full pass over the returned images
+    (whatever config.evaluation scored the candidates with). A candidate whose
+    probabilities are not all finite is never a success nor a best; an image without any
+    such candidate is returned unchanged.
     generations: int32 [N], populations evaluated, the initial one counting as 1 (DE's
     or Sparse-RS's; the corner scan of init="scan" is not counted, so an image whose
     scan succeeded reports 0). queries: int32 [N], model evaluations spent on the

@@ -84,7 +84,6 @@ class State:
     scan: object
     best_genes: jax.Array
     best_score: jax.Array
-    best_probs: jax.Array
     success: jax.Array
     fresh: jax.Array
     live: jax.Array
@@ -153,7 +152,6 @@ def start(ctx: Context, inputs: Inputs) -> State:
         scan=scan.start(has_region, ctx.layout, pop) if scanned else None,
         best_genes=jnp.zeros((s, d), jnp.float32),
         best_score=jnp.full((s,), jnp.inf, jnp.float32),
-        best_probs=jnp.zeros((s, ctx.num_classes), jnp.float32),
         success=jnp.zeros((s,), bool),
         fresh=has_region & (not scanned),
         live=jnp.zeros((s,), bool),
@@ -239,7 +237,6 @@ def step(ctx: Context, params, key, inputs: Inputs, state: State) -> State:
     better = on & (hit_m | (score_m < state.best_score) | jnp.isinf(state.best_score))
     best_genes = jnp.where(better[:, None], _row(genes, m), state.best_genes)
     best_score = jnp.where(better, score_m, state.best_score)
-    best_probs = jnp.where(better[:, None], _row(probs, m), state.best_probs)
 
     if cfg.search == "sparse_rs":
         search_state = jnp.where(better[:, None], _row(ranks, m), state.search)
@@ -275,7 +272,6 @@ def step(ctx: Context, params, key, inputs: Inputs, state: State) -> State:
         scan=scan_state,
         best_genes=best_genes,
         best_score=best_score,
-        best_probs=best_probs,
         success=success,
         fresh=scans & exhausted & ~success,
         live=searching & ~success & (evaluated <= cfg.generations),
@@ -389,21 +385,20 @@ def finish(ctx: Context, params, inputs: Inputs, state: State, dtype):
     final = state.curve[jnp.arange(s), jnp.maximum(state.evaluated - 1, 0)]
     later = jnp.arange(ctx.config.generations + 1)[None, :] >= state.evaluated[:, None]
     curve = jnp.where(later & has_region[:, None], final[:, None], state.curve)
-    # Images returned unchanged (empty region, or no candidate with finite output):
-    # their probabilities are the clean image's, computed only when some slot needs them.
-    clean = jax.lax.cond(
-        (~found).any(),
-        lambda: chunks.classify(
-            lambda x: ctx.classify(params, x), adversarial.astype(jnp.float32), ctx.chunk
-        ),
-        lambda: jnp.zeros((s, ctx.num_classes), jnp.float32),
+    # What a result reports, the model confirms: probs are one full pass of predict over
+    # the returned images (the search's scores may come from the windowed evaluation,
+    # equal only within float rounding), and success is what they say. Images returned
+    # unchanged (empty region, or no candidate with finite output) are no success.
+    probs = chunks.classify(
+        lambda x: ctx.classify(params, x), adversarial.astype(jnp.float32), ctx.chunk
     )
+    _, hit = fitness.score_and_hit(probs, inputs.label, inputs.goal, ctx.targeted)
     return dict(
-        success=state.success & has_region,
+        success=hit & found,
         adversarial=adversarial,
         positions=jnp.where(changed[..., None], positions, -1),
         colors=jnp.where(changed[..., None], colors, 0.0),
-        probs=jnp.where(found[:, None], state.best_probs, clean),
+        probs=probs,
         generations=state.evaluated,
         queries=state.queries,
         fitness_curve=curve,

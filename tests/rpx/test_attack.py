@@ -221,6 +221,29 @@ def test_candidates_with_nan_output_are_never_successes():
     assert np.isfinite(np.asarray(result.fitness_curve)).all()
 
 
+def test_reported_probs_and_success_are_the_models_word_on_the_returned_images(monkeypatch):
+    # The windowed one-pixel scores equal the full pass only within float rounding; a
+    # result must still report predict(adversarial) and what it says. Simulate windowed
+    # scores that are off (classes swapped: every candidate looks like a success) and
+    # check that neither rpx.attack nor rpx.run reports what the model does not confirm.
+    real = rpx.incremental.window_probs
+    monkeypatch.setattr(rpx.incremental, "window_probs", lambda *args: real(*args)[:, ::-1])
+    predict = planted.one_pixel_model(PATCH)  # a new object: compiled afresh, patched
+    images, labels = planted.grey_images(N), np.zeros(N, np.int32)
+    config = dataclasses.replace(FAST, evaluation="incremental")
+    key = jax.random.key(0)
+    results = [
+        rpx.attack(predict, images, labels, config=config, key=key),
+        rpx.run(predict, images, labels, config=config, key=key, batch_size=2, progress=False),
+    ]
+    for result in results:
+        assert (np.asarray(result.generations) == 1).all()  # the search took a "success"
+        confirmed = np.asarray(predict(jnp.asarray(result.adversarial, jnp.float32)))
+        np.testing.assert_array_equal(np.asarray(result.probs), confirmed)
+        np.testing.assert_array_equal(np.asarray(result.success), confirmed.argmax(-1) != labels)
+        assert not np.asarray(result.success).any()
+
+
 def test_more_pixels_than_the_region_holds_reports_each_changed_pixel_once():
     # Decided: k above the region's pixel count is allowed; each region pixel changes at
     # most once and the slots without a distinct pixel report (-1, -1) and colour 0.
