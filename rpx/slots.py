@@ -116,6 +116,11 @@ def make_context(
         plan = incremental.choose(
             predict, (h, w, c), config.evaluation, params if with_params else None
         )
+        # Every slot caches its own image's activations: "auto" keeps their total within
+        # the budget one_pixel_probs and pixel_map hold theirs to, else runs in full.
+        budget = incremental.api.CACHE_BUDGET_BYTES
+        if config.evaluation == "auto" and plan is not None and s * plan.cache_bytes > budget:
+            plan = None
     return Context(predict, config, layout, num_classes, targeted, chunk, with_params, plan)
 
 

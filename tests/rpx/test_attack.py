@@ -244,6 +244,61 @@ def test_reported_probs_and_success_are_the_models_word_on_the_returned_images(m
         assert not np.asarray(result.success).any()
 
 
+def small_cnn():
+    """A two-conv classifier of 16x16 images whose one-pixel changes the incremental
+    evaluation computes cheaply (so "auto" picks it unless memory forbids)."""
+    rng = np.random.default_rng(0)
+    w1 = jnp.asarray(rng.normal(size=(3, 3, 3, 8)) * 0.3, jnp.float32)
+    w2 = jnp.asarray(rng.normal(size=(3, 3, 8, 8)) * 0.3, jnp.float32)
+    dense = jnp.asarray(rng.normal(size=(8, 3)), jnp.float32)
+
+    def conv(x, w):
+        return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC)
+
+    def predict(x):
+        y = jax.nn.relu(conv(jax.nn.relu(conv(x / 255.0, w1)), w2))
+        return jax.nn.softmax(y.mean((1, 2)) @ dense)
+
+    return predict
+
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def test_auto_takes_the_full_pass_when_the_slots_caches_exceed_the_budget(monkeypatch):
+    # Every slot caches its image's clean activations: "auto" must keep their total
+    # within CACHE_BUDGET_BYTES (as one_pixel_probs and pixel_map do by grouping).
+    predict = small_cnn()
+    plan = rpx.incremental.analyse(predict, (16, 16, 3))
+    assert plan.saves_work
+    monkeypatch.setattr(rpx.incremental.api, "CACHE_BUDGET_BYTES", 3 * plan.cache_bytes)
+    cached = []
+    real = rpx.incremental.clean_cache
+    monkeypatch.setattr(
+        rpx.incremental, "clean_cache", lambda plan, x, p: cached.append(len(x)) or real(plan, x, p)
+    )
+    images = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 3)).astype(np.uint8)
+    labels = np.asarray(predict(jnp.asarray(images, jnp.float32))).argmax(-1).astype(np.int32)
+    config = rpx.AttackConfig(population=8, generations=1)
+    key = jax.random.key(0)
+
+    def slots_cached(n, evaluation="auto", batch_size=None):
+        cached.clear()
+        cfg = dataclasses.replace(config, evaluation=evaluation)
+        if batch_size is None:
+            rpx.attack(predict, images[:n], labels[:n], config=cfg, key=key)
+        else:
+            rpx.run(predict, images, labels, config=cfg, key=key, batch_size=batch_size,
+                    progress=False)  # fmt: skip
+        return cached[:]
+
+    assert slots_cached(3) == [3]  # three caches fit: incremental
+    assert slots_cached(4) == []  # four do not: the full pass
+    assert slots_cached(4, "incremental") == [4]  # asked for: kept, whatever the memory
+    assert slots_cached(4, batch_size=2) == [2]  # rpx.run: two slots fit
+    assert slots_cached(4, batch_size=4) == []
+
+
 def test_more_pixels_than_the_region_holds_reports_each_changed_pixel_once():
     # Decided: k above the region's pixel count is allowed; each region pixel changes at
     # most once and the slots without a distinct pixel report (-1, -1) and colour 0.
