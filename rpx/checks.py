@@ -126,6 +126,33 @@ def check_probabilities(predict, images, params=None) -> None:
         )
 
 
+def check_color_values(colors, value_range, whole, within=None) -> np.ndarray:
+    """float64 colours of the concrete array `colors` (any shape): ValueError unless they
+    are numbers, finite, in `value_range` (named `within` in the message; default
+    "value_range (lo, hi)") and, with `whole`, whole numbers (integer images)."""
+    values = np.asarray(colors)
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        raise ValueError(f"colors must be numbers, got dtype {values.dtype}")
+    values = values.astype(np.float64)
+    lo, hi = value_range
+    if not np.all(np.isfinite(values)) or values.min() < lo or values.max() > hi:
+        raise ValueError(
+            f"colors must be finite and lie in {within or f'value_range {value_range}'}, got "
+            f"values in [{values.min()}, {values.max()}]"
+        )
+    # An integer image cannot hold a fractional colour: the tried image would differ
+    # from the image whose fitness is reported.
+    if whole and not np.all(values == np.round(values)):
+        raise ValueError("colors must be whole numbers for integer images")
+    return values
+
+
+def dtype_range(dtype) -> tuple[float, float]:
+    """(lo, hi): the values images of `dtype` hold (finite ones for floats)."""
+    info = jnp.iinfo(dtype) if jnp.issubdtype(dtype, jnp.integer) else jnp.finfo(dtype)
+    return float(info.min), float(info.max)
+
+
 def check_key(key) -> None:
     """TypeError/ValueError unless `key` is one PRNG key (jax.random.key or PRNGKey)."""
     dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)

@@ -208,17 +208,5 @@ def _check_colors(colors, channels, value_range, integer_images) -> jax.Array:
     values = np.asarray(colors)
     if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] != channels:
         raise ValueError(f"colors must be [M, C] with M >= 1, C = {channels}, got {values.shape}")
-    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
-        raise ValueError(f"colors must be numbers, got dtype {values.dtype}")
-    values = values.astype(np.float64)
-    lo, hi = value_range
-    if not np.all(np.isfinite(values)) or values.min() < lo or values.max() > hi:
-        raise ValueError(
-            f"colors must be finite and lie in value_range {value_range}, got values in "
-            f"[{values.min()}, {values.max()}]"
-        )
-    # An integer image cannot hold a fractional colour: the tried image would differ
-    # from the image whose fitness is reported.
-    if integer_images and not np.all(values == np.round(values)):
-        raise ValueError("colors must be whole numbers for integer images")
+    values = checks.check_color_values(values, value_range, integer_images)
     return jnp.asarray(values, jnp.float32)

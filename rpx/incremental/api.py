@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rpx import chunks
+from rpx import checks, chunks
 from rpx.incremental.plan import Plan, choose, clean_cache, window_probs
 
 EVALUATIONS = ("auto", "full", "incremental")
@@ -37,7 +37,7 @@ def one_pixel_probs(
       positions: int [N, M, 2], (row, col) of the pixel changed in each candidate.
       colors: [N, M, C], its new colour, cast to the images' dtype first (as
         `rpx.encoding.apply` does), so uint8 images behave as a full pass on the changed
-        uint8 image.
+        uint8 image; finite and within the dtype's range (ValueError otherwise).
       evaluation: "full" runs predict on every changed image; "incremental" recomputes
         only the region the pixel reaches from the clean activations of its image (exact
         within float tolerance; ops it cannot follow run in full); "auto" is
@@ -60,8 +60,8 @@ def one_pixel_probs(
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     n, m = positions.shape[:2]
+    num_classes = checks.num_classes_of(predict, images.shape, params)
     use_plan = choose(predict, images.shape[1:], evaluation, params)
-    num_classes = _num_classes(predict, images.shape[1:], params)
     if n * m == 0:
         return jnp.zeros((n, m, num_classes), jnp.float32)
     chunk = chunks.chunk_size(chunk_size, images.shape, n * m)
@@ -121,14 +121,6 @@ def _program(predict, plan: Plan | None, chunk: int, with_params: bool):
     return jax.jit(run)
 
 
-def _num_classes(predict, image_shape, params) -> int:
-    x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
-    out = jax.eval_shape(predict, params, x) if params is not None else jax.eval_shape(predict, x)
-    if not hasattr(out, "shape") or len(out.shape) != 2 or out.shape[0] != 1:
-        raise ValueError(f"predict must map [B, H, W, C] to [B, K], got {out}")
-    return int(out.shape[1])
-
-
 def _validate(predict, images, positions, colors, evaluation):
     if evaluation not in EVALUATIONS:
         raise ValueError(f"evaluation must be one of {EVALUATIONS}, got {evaluation!r}")
@@ -153,6 +145,10 @@ def _validate(predict, images, positions, colors, evaluation):
         jnp.issubdtype(colors.dtype, jnp.integer) or jnp.issubdtype(colors.dtype, jnp.floating)
     ):
         raise ValueError(f"colors must be numbers, got dtype {colors.dtype}")
+    if not isinstance(colors, jax.core.Tracer) and colors.size:
+        # Cast to the images' dtype, a colour must fit it (uint8: 300 would become 255).
+        lo_hi = checks.dtype_range(images.dtype)
+        checks.check_color_values(colors, lo_hi, False, f"the range {lo_hi} of {images.dtype}")
     if not isinstance(positions, jax.core.Tracer) and positions.size:
         rows, cols = np.asarray(positions[..., 0]), np.asarray(positions[..., 1])
         bad = (rows < 0) | (rows >= h) | (cols < 0) | (cols >= w)

@@ -507,7 +507,21 @@ def test_bad_inputs_raise_value_errors():
         (dict(evaluation="fast"), "evaluation"),
         (dict(chunk_size=0), "chunk_size"),
         (dict(predict=42), "predict"),
+        # Colours the uint8 images cannot hold (cast, 300 became 255 and NaN 0).
+        (dict(colors=colors + 300), "colors must be finite and lie in"),
+        (dict(colors=colors - 1), "colors must be finite and lie in"),
+        (dict(colors=np.full_like(colors, np.nan)), "colors must be finite"),
+        (dict(colors=np.full_like(colors, np.nan), evaluation="full"), "colors must be finite"),
+        (dict(colors=colors.astype(bool)), "colors must be numbers"),
+        # float16 images: a colour past float16's largest value would become inf.
+        (dict(images=images.astype(np.float16), colors=colors + 7e4), "colors"),
     ]
+    # A predict that fails on the images (here: C = 3 into a 2-row matrix) is a
+    # ValueError naming predict, whatever the evaluation (it was JAX's raw TypeError).
+    for evaluation in incremental.EVALUATIONS:
+        cases.append(
+            (dict(predict=lambda x: x @ jnp.ones((2, 2)), evaluation=evaluation), "predict")
+        )
     for change, name in cases:
         args = dict(predict=predict, images=images, positions=positions, colors=colors)
         args.update(change)
