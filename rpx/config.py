@@ -115,8 +115,9 @@ def _check_fields(config) -> None:
     lo_hi = checks.pair("mutation", config.mutation)
     if not 0.0 <= lo_hi[0] <= lo_hi[1] <= 2.0:
         raise ValueError(f"mutation must satisfy 0 <= lo <= hi <= 2, got {config.mutation}")
-    if not (isinstance(config.crossover, int | float) and 0.0 <= config.crossover <= 1.0):
-        raise ValueError(f"crossover must be a number in [0, 1], got {config.crossover!r}")
+    cr = config.crossover
+    if isinstance(cr, bool) or not (isinstance(cr, int | float) and 0.0 <= cr <= 1.0):
+        raise ValueError(f"crossover must be a number in [0, 1], got {cr!r}")
     lo, hi = checks.pair("value_range", config.value_range)
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"value_range must be finite with lo < hi, got {config.value_range}")

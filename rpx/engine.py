@@ -72,8 +72,8 @@ def run(
     config = resolve(config)
     checks.check_key(key)
     for name, value in (("batch_size", batch_size), ("refill_every", refill_every)):
-        if value is not None and (not isinstance(value, int | np.integer) or value < 1):
-            raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+        if value is not None:
+            checks.positive_int(name, value, 1)
     images, labels, region, target = checks.check_inputs(
         predict, images, labels, region, target, config, params=params,
         to_device=False, target_columns=True,

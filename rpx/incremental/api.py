@@ -57,8 +57,8 @@ def one_pixel_probs(
     `jax.jit`: pass weights that change as `params`).
     """
     images, positions, colors = _validate(predict, images, positions, colors, evaluation)
-    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    if chunk_size is not None:
+        checks.positive_int("chunk_size", chunk_size, 1)
     n, m = positions.shape[:2]
     num_classes = checks.num_classes_of(predict, images.shape, params)
     use_plan = choose(predict, images.shape[1:], evaluation, params)

@@ -58,6 +58,10 @@ def test_bad_inputs_name_the_argument(kwargs, message):
         ("mutation", (0.5, 2.5)),
         ("mutation", 0.5),
         ("crossover", 1.5),
+        ("crossover", True),  # bools are refused as numbers, as for p_init and the ints
+        ("p_init", True),
+        ("pixels", True),
+        ("chunk_size", True),
         ("strategy", "best2bin"),
         ("init", "sobol"),
         ("value_range", (255.0, 0.0)),

@@ -149,6 +149,8 @@ def test_a_stopped_image_frees_its_slot_at_once(refill_every):
     [
         (dict(refill_every=0), "refill_every"),
         (dict(batch_size=-2), "batch_size"),
+        (dict(batch_size=True), "batch_size"),  # a bool is no slot count (was taken as 1)
+        (dict(refill_every=True), "refill_every"),
         (dict(rows=np.array([0, 4])), "rows must be row indices"),
         (dict(rows=np.array([1, 1])), "rows must not repeat"),
         (dict(target=np.ones((3, 2), np.int32)), "target must be"),

@@ -211,6 +211,12 @@ def test_params_argument_and_groups_and_chunks(monkeypatch):
         predict, images, positions, colors, params=variables, evaluation="full"
     )
     np.testing.assert_allclose(full, want, atol=ATOL)
+    # A numpy integer is a chunk size like any int (it was refused).
+    numpy_chunk = incremental.one_pixel_probs(
+        predict, images, positions, colors, params=variables, chunk_size=np.int64(7),
+        evaluation="incremental",
+    )  # fmt: skip
+    np.testing.assert_array_equal(numpy_chunk, got)
 
 
 def test_spatial_transpose_and_unfollowable_model_stay_exact():
@@ -506,6 +512,7 @@ def test_bad_inputs_raise_value_errors():
         (dict(colors=colors[..., :1]), "colors"),
         (dict(evaluation="fast"), "evaluation"),
         (dict(chunk_size=0), "chunk_size"),
+        (dict(chunk_size=True), "chunk_size"),  # a bool is no size (was taken as 1)
         (dict(predict=42), "predict"),
         # Colours the uint8 images cannot hold (cast, 300 became 255 and NaN 0).
         (dict(colors=colors + 300), "colors must be finite and lie in"),
