@@ -85,9 +85,9 @@ class SkipSamplingDE(DifferentialEvolution):
 
         def member(key, i):
             key_a, key_b, key_c, key_cross, key_r = jax.random.split(key, 5)
-            a = jnp.where(params.elitism, best, _draw_excluding(key_a, size, jnp.stack([i])))
-            b = _draw_excluding(key_b, size, jnp.stack([i, a]))
-            c = _draw_excluding(key_c, size, jnp.stack([i, a, b]))
+            a = jnp.where(params.elitism, best, draw_excluding(key_a, size, jnp.stack([i])))
+            b = draw_excluding(key_b, size, jnp.stack([i, a]))
+            c = draw_excluding(key_c, size, jnp.stack([i, a, b]))
             population = state.population
             mutant = population[a] + weight * (population[b] - population[c])
             forced = jax.nn.one_hot(jax.random.randint(key_r, (), 0, dims), dims, dtype=bool)
@@ -98,14 +98,16 @@ class SkipSamplingDE(DifferentialEvolution):
         return jax.vmap(member)(keys, jnp.arange(size)), state
 
 
-def _draw_excluding(key: jax.Array, size: int, excluded: jax.Array) -> jax.Array:
-    """A uniform index in [0, size) not in `excluded` (duplicates allowed there)."""
-    excluded = jnp.sort(excluded)
-    fresh = jnp.concatenate([jnp.ones(1, bool), excluded[1:] != excluded[:-1]])
-    index = jax.random.randint(key, (), 0, size - fresh.sum())
-    for e, new in zip(excluded, fresh, strict=True):  # ascending: each skip is final
-        index = index + ((index >= e) & new)
-    return index
+def draw_excluding(key: jax.Array, n, excluded: jax.Array) -> jax.Array:
+    """A uniform int32 in [0, n) not in `excluded` (int [E]; repeats allowed, entries >= n
+    ignored, e.g. padding); n when every value is excluded."""
+    e = jnp.sort(excluded)
+    distinct = (e < n) & jnp.concatenate([jnp.ones(1, bool), e[1:] != e[:-1]])
+    e = jnp.sort(jnp.where(distinct, e, jnp.iinfo(e.dtype).max))
+    index = jax.random.randint(key, (), 0, jnp.maximum(n - distinct.sum(), 1))
+    # The index-th value not excluded: index plus the excluded values at or below it,
+    # which are the sorted e_i with e_i - i <= index (e_i - i never decreases).
+    return (index + jnp.sum(e - jnp.arange(e.shape[0]) <= index)).astype(jnp.int32)
 
 
 def initial_population(key: jax.Array, population: int, num_genes: int, init: str) -> jax.Array:

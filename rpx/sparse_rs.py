@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rpx import encoding
+from rpx import encoding, search
 
 # Sparse-RS's L0 schedule (rs_attacks.py, p_selection): on iteration `it` of 10,000
 # (the budget rescaled to 10,000), the share is p_init / DIVISORS[number of THRESHOLDS
@@ -106,26 +106,14 @@ def _move(key, ranks, m, n, channels):
 
     def draw(j, carry):
         ranks, excluded = carry
-        r = jnp.where(moved[j], _draw_excluding(jax.random.fold_in(draw_key, j), n, excluded), -1)
+        free_key, any_key = jax.random.split(jax.random.fold_in(draw_key, j))
+        r = search.draw_excluding(free_key, n, excluded)
+        # Uniform over all n pixels when the set already holds them all.
+        r = jnp.where(r < n, r, jax.random.randint(any_key, (), 0, jnp.maximum(n, 1)))
+        r = jnp.where(moved[j], r, -1)
         excluded = excluded.at[k + j].set(jnp.where(moved[j], r, _NONE))
         return ranks.at[j].set(jnp.where(moved[j], r, ranks[j])), excluded
 
     ranks, _ = jax.lax.fori_loop(0, k, draw, (ranks, excluded))
     corners = jax.random.bernoulli(color_key, 0.5, (k, channels))
     return moved, ranks, corners
-
-
-def _draw_excluding(key, n, excluded):
-    """A uniform int in [0, n) not in `excluded` (int32 [E], _NONE = empty, repeats
-    allowed); uniform over all of [0, n) when nothing is left."""
-    e = jnp.sort(excluded)
-    distinct = (e < _NONE) & jnp.concatenate([jnp.ones(1, bool), e[1:] != e[:-1]])
-    e = jnp.sort(jnp.where(distinct, e, _NONE))
-    room = n - distinct.sum()
-    free_key, any_key = jax.random.split(key)
-    index = jax.random.randint(free_key, (), 0, jnp.maximum(room, 1))
-    # The index-th value not excluded: index plus the excluded values at or below it,
-    # which are the sorted e_i with e_i - i <= index (e_i - i never decreases).
-    shifted = index + jnp.sum(e - jnp.arange(e.shape[0]) <= index)
-    anything = jax.random.randint(any_key, (), 0, jnp.maximum(n, 1))
-    return jnp.where(room > 0, shifted, anything).astype(jnp.int32)

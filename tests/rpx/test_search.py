@@ -40,8 +40,8 @@ def test_donor_indices_are_distinct_exclude_member_and_base_and_are_uniform():
     draws = jax.vmap(
         lambda k: jnp.stack(
             [
-                search._draw_excluding(k, 6, jnp.array([2])),
-                search._draw_excluding(jax.random.fold_in(k, 1), 6, jnp.array([4, 1, 4])),
+                search.draw_excluding(k, 6, jnp.array([2])),
+                search.draw_excluding(jax.random.fold_in(k, 1), 6, jnp.array([4, 1, 4])),
             ]
         )
     )(jax.random.split(jax.random.key(0), 30000))
