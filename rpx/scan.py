@@ -67,7 +67,7 @@ def candidates(layout: encoding.Layout, at, population: int, count, region):
     coord = encoding.search_pixel_genes(layout, pixel, count, region)
     # Channel 0 is the most significant bit, as in rpx.pixel_map.corner_colors.
     bits = (corner[:, None] >> jnp.arange(c - 1, -1, -1)) & 1
-    color = jnp.where(bits == 1, _BELOW_ONE, 0.0).astype(jnp.float32)
+    color = jnp.where(bits == 1, search.BELOW_ONE, 0.0).astype(jnp.float32)
     singles = jnp.concatenate([coord, color], axis=-1)
     return jnp.tile(singles, (1, k)), singles, real
 
@@ -129,7 +129,3 @@ def seed_population(key, layout: encoding.Layout, population: int, singles, keys
     j = jnp.arange(population)[:, None] + jnp.arange(k)[None, :]
     seeds = distinct[jnp.minimum(j, population - 1)].reshape(population, layout.num_genes)
     return jnp.where((j[:, -1] < first.sum())[:, None], seeds, fill)
-
-
-# The largest float32 below 1: a colour gene that decodes to hi (genes lie in [0, 1)).
-_BELOW_ONE = float(jnp.nextafter(jnp.float32(1.0), jnp.float32(0.0)))

@@ -16,6 +16,9 @@ STRATEGIES = ("best1bin", "rand1bin")
 INITS = ("lhs", "uniform", "scan")
 # "sparse_rs": random search over k (pixel, corner) pairs (`rpx.sparse_rs`).
 SEARCHES = ("de", "sparse_rs")
+# The largest float32 below 1 (genes lie in [0, 1)): (stratum + jitter) / P is capped
+# there so it never rounds up to 1; `rpx.scan`'s colour gene that decodes to hi.
+BELOW_ONE = float(jnp.nextafter(jnp.float32(1.0), jnp.float32(0.0)))
 
 
 def make_strategy(
@@ -121,7 +124,7 @@ def initial_population(key: jax.Array, population: int, num_genes: int, init: st
         jax.random.split(perm_key, num_genes)
     ).T
     jitter = jax.random.uniform(jitter_key, (population, num_genes))
-    return jnp.minimum((strata + jitter) / population, _BELOW_ONE)
+    return jnp.minimum((strata + jitter) / population, BELOW_ONE)
 
 
 def keep_in_bounds(key: jax.Array, genes: jax.Array) -> jax.Array:
@@ -135,7 +138,3 @@ def keep_in_bounds(key: jax.Array, genes: jax.Array) -> jax.Array:
     fresh = jax.random.uniform(key, genes.shape, genes.dtype)
     inside = (genes >= 0.0) & (genes < 1.0)
     return jnp.where(inside, genes, fresh)
-
-
-# The largest float32 below 1, so (stratum + jitter) / P never rounds up to 1.
-_BELOW_ONE = float(jnp.nextafter(jnp.float32(1.0), jnp.float32(0.0)))
