@@ -118,8 +118,10 @@ def pixel_map(
     if plan is None:
         return fused_pixel_map(predict, chunk, plan, params, images, labels, region, target, colors)
     # Images in groups whose clean activations fit the budget; the last group is padded
-    # with empty regions (nothing evaluated) so every group reuses one program.
-    group = max(1, min(n, incremental.api.CACHE_BUDGET_BYTES // max(1, plan.cache_bytes)))
+    # with empty regions (nothing evaluated) so every group reuses one program. Kept
+    # uneven: even groups split the candidates into other batches, which moved a few
+    # fitness values by an ulp (seen on CPU).
+    group = incremental.api.cache_group(n, plan, even=False)
     maps = []
     for start in range(0, n, group):
         take = jnp.minimum(jnp.arange(start, start + group), n - 1)

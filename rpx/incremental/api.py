@@ -65,9 +65,7 @@ def one_pixel_probs(
     if n * m == 0:
         return jnp.zeros((n, m, num_classes), jnp.float32)
     chunk = chunks.chunk_size(chunk_size, images.shape, n * m)
-    group = n if use_plan is None else min(n, CACHE_BUDGET_BYTES // max(1, use_plan.cache_bytes))
-    group = max(1, group)
-    group = -(-n // -(-n // group))  # the same number of groups, as even as possible
+    group = cache_group(n, use_plan)
     program = _program(predict, use_plan, chunk, params is not None)
     out = []
     for start in range(0, n, group):
@@ -76,6 +74,15 @@ def one_pixel_probs(
         probs = program(images[take], positions[take], colors[take], params)
         out.append(probs[: stop - start])
     return jnp.concatenate(out) if len(out) > 1 else out[0]
+
+
+def cache_group(n: int, plan: Plan | None, *, even: bool = True) -> int:
+    """Images per group (>= 1) so that a group's clean activations (`plan.cache_bytes`
+    each) fit CACHE_BUDGET_BYTES; all n at once without a plan. even: the fewest groups
+    that fit, as even as possible; else as many images as fit, the rest in the last."""
+    most = max(1, n if plan is None else min(n, CACHE_BUDGET_BYTES // max(1, plan.cache_bytes)))
+    groups = -(-n // most)
+    return -(-n // groups) if even and groups else most
 
 
 @functools.lru_cache(maxsize=8)
