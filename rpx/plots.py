@@ -22,6 +22,8 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
+from rpx import checks
+
 
 def _figure(**kwargs):
     """A bare matplotlib Figure (imported here: matplotlib loads only when drawing)."""
@@ -198,8 +200,7 @@ def heatmap_figure(
             raise ValueError(f"foreground must be a bool mask, got dtype {foreground.dtype}")
     if titles is not None and len(titles) != n:
         raise ValueError(f"titles must have one entry per image ({n}), got {len(titles)}")
-    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
-        raise ValueError(f"columns must be an integer >= 1, got {columns!r}")
+    checks.positive_int("columns", columns, 1)
     lo, hi = value_range
     shown = np.clip((images - lo) / (hi - lo), 0.0, 1.0)
     if shown.shape[-1] == 1:

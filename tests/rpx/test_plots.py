@@ -3,6 +3,7 @@ matplotlib is imported only when a figure is drawn."""
 
 import subprocess
 import sys
+import types
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -68,6 +69,16 @@ def test_adversarial_grid_outlines_the_regions_in_cyan(tmp_path):
     with pytest.raises(ValueError, match="regions must be bool"):
         plots.adversarial_grid(images, positions, None, str(tmp_path / "e.png"),
                                regions=half.astype(int))  # fmt: skip
+
+
+def test_heatmap_figure_columns_take_numpy_integers_and_refuse_bools(tmp_path):
+    fitness = np.linspace(0, 1, 3 * 8 * 8, dtype=np.float32).reshape(3, 8, 8)
+    scan = types.SimpleNamespace(fitness=fitness, fooled=fitness > 0.9)
+    images = np.full((3, 8, 8, 3), 128, np.uint8)
+    read(plots.heatmap_figure(images, scan, None, str(tmp_path / "a.png"), columns=np.int64(2)))
+    for bad in (True, 0, 2.0):
+        with pytest.raises(ValueError, match="columns must be an integer >= 1"):
+            plots.heatmap_figure(images, scan, None, str(tmp_path / "b.png"), columns=bad)
 
 
 def test_matplotlib_is_imported_only_when_a_figure_is_drawn(tmp_path):
