@@ -47,15 +47,16 @@ def de_records(workdir: str) -> tuple[dict, dict]:
 
 
 def compare(maps_workdir: str, de_workdirs, resamples: int = 2000, seed: int = 0) -> dict:
-    """{"population", "generations" (DE's budget), "nets": {net: {region: the comparison
-    (module docstring)}}} for every net and paper region the DE workdirs (a list, or one
-    path) hold, on the images DE attacked (all must be in the net's maps).
+    """{"workdirs" (as given), "population", "generations" (DE's budget), "nets": {net:
+    {region: the comparison (module docstring)}}} for every net and paper region the DE
+    workdirs (a list, or one path) hold, on the images DE attacked (all must be in the net's maps).
     ValueError when a DE workdir holds other images than the maps or another budget than
     the others, a net comes from two workdirs, or DE images are not mapped."""
     with open(os.path.join(maps_workdir, "settings.json")) as f:
         maps_settings = json.load(f)
     rows, budgets = {}, set()
-    for workdir in [de_workdirs] if isinstance(de_workdirs, str) else de_workdirs:
+    de_workdirs = [de_workdirs] if isinstance(de_workdirs, str) else list(de_workdirs)
+    for workdir in de_workdirs:
         de_settings, more = de_records(workdir)
         if de_settings.get("data") != maps_settings["data"]:
             raise ValueError(
@@ -96,7 +97,7 @@ def compare(maps_workdir: str, de_workdirs, resamples: int = 2000, seed: int = 0
                 net, region, [records[int(i)] for i in index], fooling.any((1, 2)), fooling,
                 corner_stats.resamples(len(index), resamples, seed),
             )  # fmt: skip
-    return dict(population=population, generations=generations, nets=out)
+    return dict(workdirs=de_workdirs, population=population, generations=generations, nets=out)
 
 
 def _check_same_setup(workdir, de_settings, maps_workdir, maps_settings, nets) -> None:

@@ -255,3 +255,8 @@ def test_the_committed_maps_give_their_committed_report():
         assert again["nets"][name]["images"] == net["images"]
         for key in ("regions", "differences"):  # as JSON text: NaN equals NaN there
             assert json.dumps(again["nets"][name][key]) == json.dumps(net[key]), (name, key)
+    if "de" in committed:  # DE beside the maps: its workdirs as given, from the repository root
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(RESULTS)))
+        workdirs = [os.path.join(repo, w) for w in committed["de"]["workdirs"]]
+        de = corner_analysis.analyse(RESULTS, committed["resamples"], committed["seed"], workdirs)
+        assert json.dumps(de["de"]["nets"]) == json.dumps(committed["de"]["nets"])
