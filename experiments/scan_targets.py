@@ -52,7 +52,10 @@ def records(predict, images, clean, region, targets) -> list[dict]:
     """Records of the targeted 1-pixel attacks of images [N, H, W, C] (uint8) towards
     targets int [N, T], image-major, from one scan of regions bool [N, H, W]; clean:
     float [N, K], the clean probabilities (labels = their argmax). Fields as
-    `experiments.metrics.records` makes them; the caller adds the cell's and image's."""
+    `experiments.metrics.records` makes them; the caller adds the cell's and image's.
+    A success is the model's word: the adversarial image the scan found is run through
+    the full forward pass, which must predict the target (else the row is a failure
+    with the clean probabilities), and its probabilities are the ones recorded."""
     labels = np.asarray(clean).argmax(1).astype(np.int32)
     found = rpx.pixel_map(predict, images, labels, region)
     success, positions, corner, queries = answers(found.classes, region, targets)
@@ -60,9 +63,13 @@ def records(predict, images, clean, region, targets) -> list[dict]:
     corners = corner_colors(images.shape[-1])
     colors = np.where(success[..., None], corners[corner], 0.0).astype(np.float32)
     probs = np.repeat(np.asarray(clean, np.float32)[:, None], t, axis=1)
-    if success.any():  # the adversarial images found, scored as the scan scored them
-        tried = rpx.one_pixel_probs(predict, images, np.maximum(positions, 0), colors)
-        probs = np.where(success[..., None], np.asarray(tried), probs)
+    if success.any():  # the model's full forward pass on each adversarial image found
+        tried = np.asarray(rpx.one_pixel_probs(
+            predict, images, np.maximum(positions, 0), colors, evaluation="full"))  # fmt: skip
+        success &= np.all(np.isfinite(tried), -1) & (tried.argmax(-1) == np.asarray(targets))
+        probs = np.where(success[..., None], tried, probs)
+        positions = np.where(success[..., None], positions, -1)
+        colors = np.where(success[..., None], colors, 0.0).astype(np.float32)
     rows = types.SimpleNamespace(
         success=success.reshape(-1), probs=probs.reshape(n * t, -1),
         positions=positions.reshape(n * t, 1, 2), colors=colors.reshape(n * t, 1, -1),

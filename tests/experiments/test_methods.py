@@ -8,13 +8,14 @@ import os
 import zlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import rpx
 import train
-from experiments import cifar, methods
-from experiments.grid import cell_key
+from experiments import cifar, methods, scan_targets
+from experiments.grid import cell_key, other_classes
 from experiments.scan_targets import answers
 from experiments.store import record_key
 from rpx.pixel_map import corner_colors
@@ -177,6 +178,32 @@ def test_scan_rows_agree_with_a_brute_force_over_the_pixel_map(full_run, data):
                 else:
                     assert r["positions"] == [[-1, -1]] and r["predicted"] == labels[n]
     assert 0 < hits < len(recs)  # the check saw both outcomes
+
+
+def test_a_scan_answer_the_model_does_not_confirm_is_a_failure(data, monkeypatch):
+    _, images, _ = data
+    x = images[4:6]
+    clean = np.asarray(PREDICT(x.astype(np.float32)))
+    labels = clean.argmax(1)
+    region = np.ones((2, 32, 32), bool)
+    targets = other_classes(labels, 10)
+    truth = scan_targets.records(PREDICT, x, clean, region, targets)
+    real = rpx.pixel_map(PREDICT, x, labels, region)
+    # a class the model gives nowhere on image 0, claimed by the map at its first pair
+    unreached = [t for t in targets[0] if not (np.asarray(real.classes[0]) == t).any()]
+    claim = unreached[0]
+    fake = np.asarray(real.classes).copy()
+    fake[0, 0, 0, 0] = claim
+    lie = real.replace(classes=jnp.asarray(fake))
+    monkeypatch.setattr(rpx, "pixel_map", lambda *a, **k: lie)
+    recs = scan_targets.records(PREDICT, x, clean, region, targets)
+    row = list(targets[0]).index(claim)
+    assert not recs[row]["success"] and recs[row]["positions"] == [[-1, -1]]
+    assert recs[row]["predicted"] == labels[0] and recs[row]["colors"] == [[0.0, 0.0, 0.0]]
+    assert [r for i, r in enumerate(recs) if i != row] == [
+        r for i, r in enumerate(truth) if i != row
+    ]  # every other row as the honest map gives it
+    assert sum(r["success"] for r in truth) > 0
 
 
 def test_answers_on_a_made_up_map():
