@@ -242,9 +242,8 @@ def _de_figure(de: dict, path: str) -> str:
         marks = [(i, v) for i, v in marks if v is not None]
         if marks:
             ax.plot(*zip(*marks, strict=True), "rx", ms=9, label="paper, 1-px DE (Table II)")
-        images = de[net][regions[0]]["images"]
-        ax.set_title(f"{net} ({images} images), 95% bootstrap CI", fontsize=9)
-        ax.set_xticks(y, regions, fontsize=8)
+        ax.set_title(f"{net}, 95% bootstrap CI", fontsize=9)
+        ax.set_xticks(y, [f"{r} ({de[net][r]['images']} images)" for r in regions], fontsize=8)
         ax.set_ylabel("images fooled (%)", fontsize=8)
         ax.set_ylim(bottom=0)
         ax.grid(axis="y", alpha=0.3)
