@@ -177,22 +177,22 @@ FOUR_DEVICES = textwrap.dedent(
 )
 
 
+def _on_fake_devices(count: int, script: str, *args) -> dict:
+    """Run `script` (python -c, from the repository root) on `count` fake CPU devices;
+    returns the JSON dict of its last output line."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={count}"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, "-c", script, *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.slow
 def test_four_fake_cpu_devices_give_the_same_results():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     fields = ["success", "generations", "positions", "probs"]
-    done = subprocess.run(
-        [sys.executable, "-c", FOUR_DEVICES, *fields],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got = _on_fake_devices(4, FOUR_DEVICES, *fields)
     assert got["devices"] == 4
     expected = attack_mixed()
     for field in fields:
@@ -307,19 +307,7 @@ def test_placeholder_slots_of_the_device_rounding_search_nothing():
     # One image on two devices: the slot count is rounded up to 2, and the spare slot
     # holds a placeholder that must stay inactive (it used to start a full search of
     # image 0 with an all-True region, whose result was thrown away).
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    done = subprocess.run(
-        [sys.executable, "-c", PLACEHOLDER],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got = _on_fake_devices(2, PLACEHOLDER)
     assert got["devices"] == 2 and got["queries"] == [41 * 24]
     # The real row's candidates, plus at most one image per slot for the clean-image
     # probe of check_inputs and the final probabilities: no population of a placeholder.
