@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from experiments import paper
 from experiments.corner_regions import PAPER_REGIONS, REGIONS
+from experiments.figures import count_matrix
 from rpx import plots
 
 
@@ -287,16 +288,8 @@ def _pairs_figure(analysis: dict, key: str, path: str, title: str) -> str:
         matrices = [np.asarray(analysis["nets"][net]["regions"][r][key]) for r in PAPER_REGIONS]
         top = max(1, max(int(m.max()) for m in matrices))
         for ax, region, m in zip(row, PAPER_REGIONS, matrices, strict=True):
-            ax.imshow(m, cmap="Blues", vmin=0, vmax=top)
-            for (a, b), v in np.ndenumerate(m):
-                color = "white" if v > 0.6 * top else "black"
-                ax.text(b, a, str(v), ha="center", va="center", fontsize=6, color=color)
-            ax.set_xticks(range(m.shape[1]))
-            ax.set_yticks(range(m.shape[0]))
-            ax.tick_params(labelsize=6)
+            count_matrix(ax, m, top, fontsize=6)
             ax.set_title(f"{net} / {region}", fontsize=8)
-            ax.set_xlabel("reached class", fontsize=7)
-            ax.set_ylabel("original class", fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, path)

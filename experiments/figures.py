@@ -85,19 +85,26 @@ def class_pairs_heatmaps(matrices: dict, path: str, title: str = "") -> str:
                 ax.axis("off")
                 continue
             m = np.asarray(m)
-            ax.imshow(m, cmap="Blues", vmin=0, vmax=max(1, m.max()))
-            if m.shape[0] <= 12:  # counts are readable only on small matrices
-                for (a, b), v in np.ndenumerate(m):
-                    color = "white" if v > 0.6 * max(1, m.max()) else "black"
-                    ax.text(b, a, str(v), ha="center", va="center", fontsize=7, color=color)
-                ax.set_xticks(range(m.shape[1]))
-                ax.set_yticks(range(m.shape[0]))
-            ax.tick_params(labelsize=7)
+            # counts are readable only on small matrices
+            count_matrix(ax, m, max(1, m.max()), fontsize=7, annotate=m.shape[0] <= 12)
             ax.set_title(f"{r} / {c}", fontsize=9)
-            ax.set_xlabel("reached class", fontsize=8)
-            ax.set_ylabel("original class", fontsize=8)
     fig.suptitle(title)
     return plots.save_figure(fig, path)
+
+
+def count_matrix(ax, m, vmax, fontsize: int, annotate: bool = True) -> None:
+    """Draw the original -> reached class count matrix `m` int [K, K] on `ax` (colour scale
+    0..vmax); with `annotate`, each count written in its cell and every class ticked."""
+    ax.imshow(m, cmap="Blues", vmin=0, vmax=vmax)
+    if annotate:
+        for (a, b), v in np.ndenumerate(m):
+            color = "white" if v > 0.6 * vmax else "black"
+            ax.text(b, a, str(v), ha="center", va="center", fontsize=fontsize, color=color)
+        ax.set_xticks(range(m.shape[1]))
+        ax.set_yticks(range(m.shape[0]))
+    ax.tick_params(labelsize=fontsize)
+    ax.set_xlabel("reached class", fontsize=fontsize + 1)
+    ax.set_ylabel("original class", fontsize=fontsize + 1)
 
 
 def apply_pixels(image: np.ndarray, record: dict) -> np.ndarray:
