@@ -16,7 +16,7 @@ import os
 import sys
 
 from experiments import classifiers, cli, figures, masks, store, tables
-from experiments.grid import SETTING_DEFAULTS, run_grid
+from experiments.grid import METHOD_SETTINGS, SETTING_DEFAULTS, run_grid
 from experiments.images import ASSETS, cifar10_test
 
 DEFAULTS = dict(
@@ -67,7 +67,9 @@ def _main(argv) -> int:
     )  # fmt: skip
     settings.update(grid.settings())  # the method flags (absent from older workdirs)
     digests = classifiers.digests(loaded)
-    with store.open_workdir(args.workdir, settings, digests, SETTING_DEFAULTS) as results:
+    with store.open_workdir(
+        args.workdir, settings, digests, SETTING_DEFAULTS, METHOD_SETTINGS
+    ) as results:
         path = os.path.join(args.workdir, "masks.npz")
         cache = given or masks.workdir_masks(path, images.images, data)
         foreground = lambda idx, _: cache[idx]  # noqa: E731

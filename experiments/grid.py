@@ -36,6 +36,8 @@ RESTRICTIONS = ("table", "restore")
 SETTING_DEFAULTS = dict(
     search=["de"], init=["lhs"], targeted_from_scan=False, sample_order="random"
 )
+# The settings each record names itself (its method): a workdir may gain more of them.
+METHOD_SETTINGS = ("search", "init")
 SAMPLE_ORDERS = ("random", "first")
 
 

@@ -18,7 +18,7 @@ import os
 import sys
 
 from experiments import classifiers, cli, figures, masks, store, tables
-from experiments.grid import SETTING_DEFAULTS, run_grid
+from experiments.grid import METHOD_SETTINGS, SETTING_DEFAULTS, run_grid
 from experiments.images import ResizedImages
 
 DEFAULTS = dict(
@@ -74,7 +74,9 @@ def _main(argv) -> int:
     )  # fmt: skip
     settings.update(grid.settings())  # the method flags (absent from older workdirs)
     digests = classifiers.digests(loaded)
-    with store.open_workdir(args.workdir, settings, digests, SETTING_DEFAULTS) as results:
+    with store.open_workdir(
+        args.workdir, settings, digests, SETTING_DEFAULTS, METHOD_SETTINGS
+    ) as results:
         run_grid(grid, results, images, loaded, foreground)
         header = f"# ImageNet results\n\n{budget}; data {images.name}."
         written = [tables.write_table(args.workdir, results.records, header, table3=True)]

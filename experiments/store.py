@@ -7,9 +7,10 @@ by the kill (no trailing newline) is dropped before the first new line is append
 line of another shape is refused, and the file left as it is. The settings that make
 the results comparable (budget, seed, data, each classifier's parameter digest) are kept
 in `settings.json` beside the file, and a re-run with other settings is refused rather
-than mixed in. `locked(workdir)` holds WORKDIR/run.lock for the whole run, so a second
-run on the same workdir is refused instead of writing every row twice. `open_workdir`
-does all three in order for a run: lock, read results.jsonl, check settings.json.
+than mixed in (lists the records name themselves, such as the methods, may grow).
+`locked(workdir)` holds WORKDIR/run.lock for the whole run, so a second run on the same
+workdir is refused instead of writing every row twice. `open_workdir` does all three in
+order for a run: lock, read results.jsonl, check settings.json.
 """
 
 from __future__ import annotations
@@ -155,7 +156,11 @@ def _replace(path: str, data: bytes) -> None:
 
 
 def check_settings(
-    workdir: str, settings: dict, models: dict | None = None, defaults: dict | None = None
+    workdir: str,
+    settings: dict,
+    models: dict | None = None,
+    defaults: dict | None = None,
+    grows: tuple[str, ...] = (),
 ) -> None:
     """Write WORKDIR/settings.json, or raise ValueError if it holds other settings.
 
@@ -166,6 +171,10 @@ def check_settings(
         name); new names are added.
       defaults: {setting: value} for settings added since a workdir may have been made:
         one its settings.json lacks reads as this value (the file is left as it is).
+      grows: settings whose values are lists of what the records name themselves (e.g.
+        the methods: each record says which it came from), so a run with other items
+        adds to the workdir instead of being refused; the file records the union, in
+        recorded order then new items.
     """
     path = os.path.join(workdir, "settings.json")
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
@@ -173,9 +182,14 @@ def check_settings(
     if os.path.exists(path):
         old = {**json.loads(json.dumps(defaults or {})), **_read_settings(path)}
         known = old.pop("models", {})
-        if old != settings:
+        grown = {
+            k: old[k] + [item for item in settings[k] if item not in old[k]]
+            for k in grows
+            if isinstance(old.get(k), list) and isinstance(settings.get(k), list)
+        }
+        if {**old, **grown} != {**settings, **grown}:
             diff = {k: (old.get(k), settings.get(k)) for k in old.keys() | settings.keys()}
-            diff = {k: v for k, v in diff.items() if v[0] != v[1]}
+            diff = {k: v for k, v in diff.items() if v[0] != v[1] and k not in grown}
             raise ValueError(
                 f"--workdir {workdir} holds results made with other settings "
                 f"(was, now: {diff}); use another --workdir or the same settings"
@@ -187,8 +201,9 @@ def check_settings(
                     f"(its parameters were {known[name]}, now {identity}); use another "
                     "--workdir or another name for this classifier"
                 )
-        if models.keys() <= known.keys():
+        if models.keys() <= known.keys() and all(grown[k] == old[k] for k in grown):
             return
+        settings = {**settings, **grown}
         models = {**known, **models}
     os.makedirs(workdir, exist_ok=True)
     text = json.dumps({**settings, "models": models}, indent=2, sort_keys=True)
@@ -238,12 +253,18 @@ def locked(workdir: str):
 
 
 @contextlib.contextmanager
-def open_workdir(workdir: str, settings: dict, models: dict, defaults: dict | None = None):
+def open_workdir(
+    workdir: str,
+    settings: dict,
+    models: dict,
+    defaults: dict | None = None,
+    grows: tuple[str, ...] = (),
+):
     """Lock WORKDIR for the `with` block, read and check its results.jsonl, then check
-    (or write) settings.json with `models` ({name: parameter digest}) and `defaults`
-    (see `check_settings`); yields the ResultStore. Nothing is written when any of it
+    (or write) settings.json with `models` ({name: parameter digest}), `defaults` and
+    `grows` (see `check_settings`); yields the ResultStore. Nothing is written when any of it
     is refused."""
     with locked(workdir):
         results = ResultStore(os.path.join(workdir, "results.jsonl"))
-        check_settings(workdir, settings, models, defaults)
+        check_settings(workdir, settings, models, defaults, grows)
         yield results

@@ -235,16 +235,36 @@ def test_interrupted_run_resumes_to_the_same_records_and_table(tmp_path, data, f
         assert a.read() == b.read()
 
 
-def test_settings_record_the_method_flags_and_refuse_others(full_run, data, tiny, capsys):
+def test_settings_record_the_methods_and_refuse_dropping_the_scan(full_run, data, tiny, capsys):
     settings = json.load(open(os.path.join(full_run, "settings.json")))
     assert settings["search"] == ["de", "sparse_rs"] and settings["init"] == ["lhs", "scan"]
     assert settings["targeted_from_scan"] is True
     before = snapshot(full_run)
-    for changed in (["--search=de", *METHODS[1:]], METHODS[:2]):
-        assert cifar.main(argv(data[0], full_run, *changed)) == 2
-        err = capsys.readouterr().err
-        assert "other settings" in err
+    assert cifar.main(argv(data[0], full_run, *METHODS[:2])) == 2  # scan answers kept
+    err = capsys.readouterr().err
+    assert "other settings" in err and "targeted_from_scan" in err and "'search'" not in err
     assert snapshot(full_run) == {**before, "run.lock": snapshot(full_run)["run.lock"]}
+
+
+def test_a_workdir_gains_methods_and_keeps_them(tmp_path, data, full_run, tiny, capsys):
+    workdir = str(tmp_path / "de-first")
+    args = argv(data[0], workdir, "--attack=untargeted", "--region=original")
+    assert cifar.main(args) == 0
+    de = lines(workdir)
+    assert cifar.main([*args, "--search=de,sparse_rs"]) == 0
+    both = lines(workdir)
+    assert both[: len(de)] == de and len(both) == 2 * len(de)  # DE rows kept, not redone
+    assert {methods.of(r) for r in both[len(de) :]} == {("sparse_rs", None)}
+    full = {record_key(r): r for r in lines(full_run)}
+    assert all(full[record_key(r)] == r for r in both)  # as the run of every method gave them
+    settings = json.load(open(os.path.join(workdir, "settings.json")))
+    assert (settings["search"], settings["init"]) == (["de", "sparse_rs"], ["lhs"])
+    # Back to DE alone: nothing to run, and the workdir still says it holds both.
+    capsys.readouterr()
+    assert cifar.main(args) == 0
+    assert "\n0 new results" in capsys.readouterr().out
+    assert json.load(open(os.path.join(workdir, "settings.json"))) == settings
+    assert "search=sparse_rs" in open(os.path.join(workdir, "table.md")).read()
 
 
 def test_a_workdir_from_before_the_flags_resumes_with_the_defaults(tmp_path, data, tiny, capsys):
@@ -263,5 +283,5 @@ def test_a_workdir_from_before_the_flags_resumes_with_the_defaults(tmp_path, dat
     capsys.readouterr()
     assert cifar.main(args) == 0
     assert "\n0 new results" in capsys.readouterr().out
-    assert cifar.main([*args, "--search=sparse_rs"]) == 2
+    assert cifar.main([*args, "--sample-order=first"]) == 2
     assert "other settings" in capsys.readouterr().err

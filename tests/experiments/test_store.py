@@ -51,6 +51,22 @@ def test_settings_are_written_then_enforced(tmp_path):
         store.check_settings(str(tmp_path), {"seed": 1, "population": (4, 5)})
 
 
+def test_settings_that_grow_take_the_union_and_the_rest_stay_enforced(tmp_path):
+    workdir, grows = str(tmp_path), ("search",)
+    store.check_settings(workdir, {"seed": 0, "search": ["de"]}, grows=grows)
+    store.check_settings(workdir, {"seed": 0, "search": ["sparse_rs", "de"]}, grows=grows)
+    saved = json.load(open(tmp_path / "settings.json"))
+    assert saved["search"] == ["de", "sparse_rs"]  # recorded order, then the new item
+    store.check_settings(workdir, {"seed": 0, "search": ["sparse_rs"]}, grows=grows)
+    assert json.load(open(tmp_path / "settings.json")) == saved  # a subset changes nothing
+    with pytest.raises(ValueError, match="other settings") as err:
+        store.check_settings(workdir, {"seed": 1, "search": ["ga"]}, grows=grows)
+    assert "seed" in str(err.value) and "search" not in str(err.value)
+    with pytest.raises(ValueError, match="search"):  # not named in grows: enforced
+        store.check_settings(workdir, {"seed": 0, "search": ["de"]})
+    assert json.load(open(tmp_path / "settings.json")) == saved
+
+
 def test_lock_is_exclusive_names_its_holder_and_ends_with_it(tmp_path):
     workdir = str(tmp_path / "w")
     with store.locked(workdir):
