@@ -36,7 +36,6 @@ import json
 import os
 import sys
 import time
-import zlib
 
 import jax
 import numpy as np
@@ -46,6 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import rpx  # noqa: E402
 from benchmarks import common  # noqa: E402
 from benchmarks import search_quality_report as report  # noqa: E402
+from experiments.grid import named_key  # noqa: E402
 
 METHODS = ("de", "scan", "scan_de", "sparse_rs")
 KEY = ("model", "region", "pixels", "method", "population", "generations", "seed", "image")
@@ -85,8 +85,7 @@ def scan_rows(predict, images, labels, region, batch_size=None):
 
 def cell_key(seed: int, model: str, region: str, pixels: int, method: str):
     """The PRNG key of one (model, region, k, method): seed folded with its name's hash."""
-    name = f"{model}/{region}/{pixels}/{method}"
-    return jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
+    return named_key(seed, f"{model}/{region}/{pixels}/{method}")
 
 
 def read_rows(path: str) -> list[dict]:

@@ -197,6 +197,12 @@ def cell_key(
     name = f"{model}/{region}/{pixels}/{restriction}/{attack}"
     if (search, init) != methods.DEFAULT:
         name += "".join(f"/{v}" for v in (search, init) if v is not None)
+    return named_key(seed, name)
+
+
+def named_key(seed: int, name: str):
+    """The PRNG key `seed` folded with a stable hash (CRC-32) of `name`: the same on
+    every machine and run, and different for different names."""
     return jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
