@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import sys
 
@@ -43,9 +44,20 @@ def manager(workdir: str, read_only: bool = False) -> ocp.CheckpointManager:
         preservation_policy=policy,
         read_only=read_only,
         create=not read_only,
+        save_interval_steps=0 if read_only else 1,  # orbax warns when it has to set it
     )
     path = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
-    return ocp.CheckpointManager(path, options=options, item_names=("model", "opt", "meta"))
+    absl = logging.getLogger("absl")
+    absl.addFilter(_read_only_notice)  # orbax warns of every read-only manager
+    try:
+        return ocp.CheckpointManager(path, options=options, item_names=("model", "opt", "meta"))
+    finally:
+        absl.removeFilter(_read_only_notice)
+
+
+def _read_only_notice(record: logging.LogRecord) -> bool:
+    """False for orbax's warning that a read-only manager's directory is read only."""
+    return not record.getMessage().startswith("Given directory is read only")
 
 
 def save(mngr: ocp.CheckpointManager, state, meta: dict, accuracy: float | None) -> None:

@@ -1,5 +1,7 @@
-"""train.load_parts: the weights as an argument, one apply function per model."""
+"""train.load_parts: the weights as an argument, one apply function per model; loading
+is quiet."""
 
+import logging
 import os
 
 import jax.numpy as jnp
@@ -33,3 +35,11 @@ def test_parts_give_the_closure_and_one_function_across_checkpoints():
     np.testing.assert_allclose(
         apply_t(variables_t, x), apply_t(variables_t, x[:, :, ::-1]), atol=1e-6
     )
+
+
+def test_loading_a_shipped_classifier_logs_no_warning_and_leaves_absl_as_it_was(caplog):
+    with caplog.at_level(logging.WARNING):
+        train.load_classifier(os.path.join(ASSETS, "cifar10_compact_fast"))
+        assert [r.getMessage() for r in caplog.records] == []  # orbax's read-only notices
+        logging.getLogger("absl").warning("Given directory is read only=elsewhere")
+    assert [r.getMessage() for r in caplog.records] == ["Given directory is read only=elsewhere"]
