@@ -15,8 +15,8 @@ import argparse
 import os
 import sys
 
-from experiments import classifiers, cli, figures, masks, store, tables
-from experiments.grid import METHOD_SETTINGS, SETTING_DEFAULTS, run_grid
+from experiments import classifiers, cli, figures, masks, tables
+from experiments.grid import run_grid
 from experiments.images import ASSETS, cifar10_test
 
 DEFAULTS = dict(
@@ -65,11 +65,7 @@ def _main(argv) -> int:
         generations=grid.generations,
         masks=given.settings if given else segment.GrabCutSettings().to_dict(),
     )  # fmt: skip
-    settings.update(grid.settings())  # the method flags (absent from older workdirs)
-    digests = classifiers.digests(loaded)
-    with store.open_workdir(
-        args.workdir, settings, digests, SETTING_DEFAULTS, METHOD_SETTINGS
-    ) as results:
+    with grid.open_workdir(args.workdir, settings, classifiers.digests(loaded)) as results:
         path = os.path.join(args.workdir, "masks.npz")
         cache = given or masks.workdir_masks(path, images.images, data)
         foreground = lambda idx, _: cache[idx]  # noqa: E731

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 import rpx
-from experiments import methods, metrics, scan_targets
+from experiments import methods, metrics, scan_targets, store
 from experiments.store import ResultStore, record_key
 from rpx import regions
 from rpx.search import INITS, SEARCHES
@@ -118,6 +118,14 @@ class Grid:
             targeted_from_scan=self.targeted_from_scan,
             sample_order=self.sample_order,
         )
+
+    def open_workdir(self, workdir: str, settings: dict, digests: dict):
+        """`store.open_workdir` for this grid's run: `settings` (the data's, the
+        budget's) with the method flags added, which read as `SETTING_DEFAULTS` in a
+        workdir made before them and may name methods the workdir lacks
+        (`METHOD_SETTINGS`); `digests`: {classifier name: parameter digest}."""
+        settings = {**settings, **self.settings()}
+        return store.open_workdir(workdir, settings, digests, SETTING_DEFAULTS, METHOD_SETTINGS)
 
     def budget_line(self, paper_samples: int) -> str:
         """One line stating the budget, flagged when smaller than the paper's."""

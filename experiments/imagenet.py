@@ -17,8 +17,8 @@ import argparse
 import os
 import sys
 
-from experiments import classifiers, cli, figures, masks, store, tables
-from experiments.grid import METHOD_SETTINGS, SETTING_DEFAULTS, run_grid
+from experiments import classifiers, cli, figures, masks, tables
+from experiments.grid import run_grid
 from experiments.images import ResizedImages
 
 DEFAULTS = dict(
@@ -72,11 +72,7 @@ def _main(argv) -> int:
         generations=grid.generations, image_size=images.size,
         u2net=masks.file_identity(args.u2net), u2net_size=args.u2net_size,
     )  # fmt: skip
-    settings.update(grid.settings())  # the method flags (absent from older workdirs)
-    digests = classifiers.digests(loaded)
-    with store.open_workdir(
-        args.workdir, settings, digests, SETTING_DEFAULTS, METHOD_SETTINGS
-    ) as results:
+    with grid.open_workdir(args.workdir, settings, classifiers.digests(loaded)) as results:
         run_grid(grid, results, images, loaded, foreground)
         header = f"# ImageNet results\n\n{budget}; data {images.name}."
         written = [tables.write_table(args.workdir, results.records, header, table3=True)]
