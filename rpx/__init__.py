@@ -2,6 +2,7 @@
 
 from rpx import regions
 from rpx.attack import AttackResult, attack
+from rpx.certification import Certificate, certify
 from rpx.config import AttackConfig
 from rpx.engine import run
 from rpx.incremental import one_pixel_probs
@@ -10,8 +11,10 @@ from rpx.pixel_map import PixelMap, pixel_map
 __all__ = [
     "AttackConfig",
     "AttackResult",
+    "Certificate",
     "PixelMap",
     "attack",
+    "certify",
     "one_pixel_probs",
     "pixel_map",
     "regions",

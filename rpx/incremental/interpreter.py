@@ -29,8 +29,13 @@ from rpx.incremental.rules import POOLS, rule_for
 from rpx.incremental.walk import Abs, Ref, Walk, bind, dtype_of, materialize, sub_jaxpr
 
 
-def run(walk: Walk, jaxpr, refs: list[Ref], path: tuple = ()) -> list[Ref]:
-    """Walk `jaxpr` (constvars then invars bound to `refs`) and return its outputs."""
+def run(walk: Walk, jaxpr, refs: list[Ref], path: tuple = (), apply=None) -> list[Ref]:
+    """Walk `jaxpr` (constvars then invars bound to `refs`) and return its outputs.
+
+    apply(walk, eqn, ins, keys, path) -> output Refs takes one op; None: the windowed
+    evaluation's. Another walk (`rpx.certify`'s bounds) passes its own and inlines calls
+    with `inline`."""
+    apply = apply or _apply
     env = dict(zip(list(jaxpr.constvars) + list(jaxpr.invars), refs, strict=True))
 
     def read(v):
@@ -40,7 +45,7 @@ def run(walk: Walk, jaxpr, refs: list[Ref], path: tuple = ()) -> list[Ref]:
 
     for i, eqn in enumerate(jaxpr.eqns):
         ins = [read(v) for v in eqn.invars]
-        outs = _apply(walk, eqn, ins, [(path, v) for v in eqn.outvars], path + (i,))
+        outs = apply(walk, eqn, ins, [(path, v) for v in eqn.outvars], path + (i,))
         env.update(zip(eqn.outvars, outs, strict=True))
     return [read(v) for v in jaxpr.outvars]
 
@@ -49,14 +54,11 @@ def _apply(walk: Walk, eqn, ins: list[Ref], keys: list, path: tuple) -> list[Ref
     kinds = {r.abs.kind for r in ins}
     name = eqn.primitive.name
     if kinds <= {"const"}:
-        vals = None if walk.analysis else bind(eqn, [r.val for r in ins])
-        return _outs(eqn, keys, "const", vals)
+        return const_outs(walk, eqn, ins, keys)
     if "window" in kinds:
-        sub = sub_jaxpr(eqn)
-        if sub is not None:
-            jaxpr, consts = sub
-            const_refs = [Ref(None, Abs("const", np.shape(c), dtype_of(c)), c) for c in consts]
-            return run(walk, jaxpr, const_refs + ins, path)
+        outs = inline(walk, eqn, ins, path, _apply)
+        if outs is not None:
+            return outs
         rule = rule_for(name)
         outs = rule(walk, eqn, ins, keys) if rule is not None else None
         if outs is not None:
@@ -65,6 +67,22 @@ def _apply(walk: Walk, eqn, ins: list[Ref], keys: list, path: tuple) -> list[Ref
     walk.note(name, "full", eqn_flops(eqn))
     vals = None if walk.analysis else bind(eqn, [r.val for r in ins])
     return _outs(eqn, keys, "full", vals)
+
+
+def const_outs(walk: Walk, eqn, ins: list[Ref], keys) -> list[Ref]:
+    """An op on values that do not depend on the image: evaluated as it is."""
+    vals = None if walk.analysis else bind(eqn, [r.val for r in ins])
+    return _outs(eqn, keys, "const", vals)
+
+
+def inline(walk: Walk, eqn, ins: list[Ref], path: tuple, apply) -> list[Ref] | None:
+    """The outputs of a call-like op walked through its body, or None for other ops."""
+    sub = sub_jaxpr(eqn)
+    if sub is None:
+        return None
+    jaxpr, consts = sub
+    const_refs = [Ref(None, Abs("const", np.shape(c), dtype_of(c)), c) for c in consts]
+    return run(walk, jaxpr, const_refs + ins, path, apply)
 
 
 def _outs(eqn, keys, kind, vals) -> list[Ref]:

@@ -76,7 +76,7 @@ def _elementwise(walk, eqn, ins, keys):
         return None
     axes = tuple(functools.reduce(windows.union, [r.abs.axes[c] for r in wins]) for c in (0, 1))
     for r in ins:
-        if r.abs.kind == "const" and not _const_fits(r.abs.shape, out_shape, axes):
+        if r.abs.kind == "const" and not const_fits(r.abs.shape, out_shape, axes):
             return None
     flops = math.prod(Abs("", out_shape, None, axes).window_shape)
     walk.note(eqn.primitive.name, "window", flops, axes)
@@ -85,11 +85,11 @@ def _elementwise(walk, eqn, ins, keys):
         if r.abs.kind == "window":
             vals.append(expand(walk, r, axes))
         elif not walk.analysis:
-            vals.append(_const_window(walk, r.val, axes))
+            vals.append(const_window(walk, r.val, axes))
     return window_out(eqn, keys, axes, None if walk.analysis else bind(eqn, vals))
 
 
-def _const_fits(shape, out_shape, axes) -> bool:
+def const_fits(shape, out_shape, axes) -> bool:
     if len(shape) == 0:
         return True
     if len(shape) != len(out_shape):
@@ -97,7 +97,7 @@ def _const_fits(shape, out_shape, axes) -> bool:
     return all(shape[ax.axis] in (1, ax.size) for ax in axes)
 
 
-def _const_window(walk, val, axes):
+def const_window(walk, val, axes):
     """A constant operand cut to the window where it varies along a spatial axis."""
     shape = np.shape(val)
     if len(shape) == 0 or all(shape[ax.axis] == 1 for ax in axes):
@@ -109,7 +109,7 @@ def _const_window(walk, val, axes):
     return val
 
 
-def _sliding(walk, eqn, x, spatial, out_spatial, kernels, strides, dilations, padding):
+def sliding(walk, eqn, x, spatial, out_spatial, kernels, strides, dilations, padding):
     """Output Axes and receptive-field box of a sliding-window op over x's windows.
 
     spatial/out_spatial: the input/output array axis of each of the op's spatial dims.
@@ -144,7 +144,7 @@ def _conv(walk, eqn, ins, keys):
         return None
     dn = p["dimension_numbers"]
     kernels = [w.abs.shape[a] for a in dn.rhs_spec[2:]]
-    found = _sliding(
+    found = sliding(
         walk,
         eqn,
         x,
@@ -188,7 +188,7 @@ def _pool(walk, eqn, ins, keys):
     spatial = [ax.axis for ax in x.abs.axes]
     if any(p["base_dilation"][a] != 1 for a in spatial):
         return None
-    found = _sliding(
+    found = sliding(
         walk,
         eqn,
         x,
@@ -207,14 +207,14 @@ def _pool(walk, eqn, ins, keys):
     walk.note(
         eqn.primitive.name, "window", flops + REGION_COST * box_size(x.abs.shape, sizes), axes
     )
-    box = region(walk, x, _pad_value(POOLS[eqn.primitive.name], x.abs.dtype), starts, sizes, bounds)
+    box = region(walk, x, pad_value(POOLS[eqn.primitive.name], x.abs.dtype), starts, sizes, bounds)
     if walk.analysis:
         return window_out(eqn, keys, axes, None)
     padding = tuple((0, 0) if a in sizes else pad for a, pad in enumerate(p["padding"]))
     return window_out(eqn, keys, axes, bind(eqn, [box], padding=padding))
 
 
-def _pad_value(kind: str, dtype):
+def pad_value(kind: str, dtype):
     """The identity XLA pads a sum/max/min pooling with."""
     if kind == "sum":
         return 0

@@ -189,17 +189,31 @@ def region(walk: Walk, ref: Ref, pad_value, starts: dict, sizes: dict, bounds: d
     """ref's activation over a box of static `sizes` at traced `starts` {axis: start}
     (unpadded coordinates, `bounds` {axis: (least, greatest) start}): the clean values,
     `pad_value` outside the map, and ref's window laid over them."""
+    clean = read_box(walk, ref, pad_value, starts, sizes, bounds)
+    if walk.analysis:
+        return None
+    return overlay(walk, ref.abs, ref.val, clean, starts, sizes)
+
+
+def read_box(walk: Walk, ref: Ref, pad_value, starts: dict, sizes: dict, bounds: dict):
+    """The clean activation of ref over the box `region` describes (None when analysing)."""
     shape = ref.abs.shape
     pads = {a: (max(0, -lo), max(0, hi + sizes[a] - shape[a])) for a, (lo, hi) in bounds.items()}
     walk.need(ref, pad_value, pads)
     if walk.analysis:
         return None
-    clean = walk.read(ref, pad_value, starts, sizes)
-    by_axis = ref.abs.by_axis()
+    return walk.read(ref, pad_value, starts, sizes)
+
+
+def overlay(walk: Walk, abs_: Abs, window, clean, starts: dict, sizes: dict):
+    """The window values `window` (of a value described by `abs_`) laid over `clean`, a
+    box of static `sizes` at traced `starts`."""
+    shape = abs_.shape
+    by_axis = abs_.by_axis()
     # Shift the window into the box: pad it by the box size on both sides so the slice
     # never clamps while they overlap; where they do not, the mask is all False.
     config = [(sizes[a], sizes[a], 0) if a in sizes else (0, 0, 0) for a in range(len(shape))]
-    padded = lax.pad(ref.val, jnp.zeros((), ref.val.dtype), config)
+    padded = lax.pad(window, jnp.zeros((), window.dtype), config)
     mask = jnp.ones((), bool)
     slice_starts = []
     for a in range(len(shape)):
