@@ -33,7 +33,9 @@ def _errorbars(ax, x, stats, **kw):
     ax.errorbar(x, 100 * est, yerr=100 * err, fmt="o", capsize=3, **kw)
 
 
-def _per_region_figure(analysis: dict, path: str, series: dict, ylabel: str, paper_marks: bool):
+def _per_region_figure(
+    analysis: dict, path: str, series: dict, ylabel: str, paper_marks: bool, ci: str
+):
     nets = list(analysis["nets"])
     fig = Figure(figsize=(6.5, 2.6 * len(nets) + 0.6))
     axes = fig.subplots(len(nets), 1, squeeze=False)[:, 0]
@@ -52,7 +54,7 @@ def _per_region_figure(analysis: dict, path: str, series: dict, ylabel: str, pap
         ax.set_xticks(y, REGIONS, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
         images = analysis["nets"][net]["images"]
-        ax.set_title(f"{net} ({images} images), 95% bootstrap CI", fontsize=9)
+        ax.set_title(f"{net} ({images} images), 95% {ci} CI", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -76,7 +78,7 @@ def _de_figure(de: dict, path: str) -> str:
         marks = [(i, v) for i, v in marks if v is not None]
         if marks:
             ax.plot(*zip(*marks, strict=True), "rx", ms=9, label="paper, 1-px DE (Table II)")
-        ax.set_title(f"{net}, 95% bootstrap CI", fontsize=9)
+        ax.set_title(f"{net}, 95% Clopper-Pearson CI", fontsize=9)
         ax.set_xticks(y, [f"{r} ({de[net][r]['images']} images)" for r in regions], fontsize=8)
         ax.set_ylabel("images fooled (%)", fontsize=8)
         ax.set_ylim(bottom=0)
@@ -155,6 +157,7 @@ def figures(fig: str, analysis: dict) -> list[str]:
             {"share of images with a fooling pixel": "fooled"},
             "images (%)",
             paper_marks=True,
+            ci="Clopper-Pearson",
         )
     )
     written.append(
@@ -164,6 +167,7 @@ def figures(fig: str, analysis: dict) -> list[str]:
             {"pooled": "density_pooled", "per-image mean": "density_mean"},
             "fooling pixels / region pixels (%)",
             paper_marks=False,
+            ci="bootstrap",
         )
     )
     written.append(_targets_figure(analysis, os.path.join(fig, "fig3_targets.png")))

@@ -4,7 +4,9 @@
   the paper's 1-pixel Untargeted1 (Table II), fooling-pixel densities, paired region
   differences, the share per number of reached target classes (Fig. 3), and the
   original-to-reached class counts (Figs. 4/5) of the paper's three regions; every
-  share with its 95% bootstrap interval over images and its count.
+  share with its count and its 95% interval (`corner_stats` says which kind), every
+  paired difference of shares with its exact McNemar p (Holm-adjusted for the
+  secondary family, `corner_analysis.SECONDARY`).
 - figures/: `corner_figures`.
 
 Every file is written beside its target and renamed, so a report read while a run
@@ -44,9 +46,26 @@ def markdown(analysis: dict) -> str:
         "- Regions: automatic GrabCut masks (rpx.segment defaults, no human correction); "
         "+k / -k: the foreground dilated by k pixels (3x3) / the background without that "
         "ring; centre prior: rpx.segment.centre_prior; size-matched background: as many "
-        "random background pixels as the foreground has (per image, seeded).",
-        f"- Intervals: 95% percentile bootstrap over images, {analysis['resamples']} "
+        "random background pixels as the foreground has, scattered (per image, one seeded "
+        "draw); background blob: as many, as one random 4-connected blob of the background "
+        "(seeded); ring: foreground+2 without the foreground; ring-sized blob: a random "
+        "4-connected blob of background-2 as large as the ring (seeded).",
+        "- Intervals (95%): shares of images (fooled, Fig. 3, DE) are exact Clopper-Pearson "
+        "intervals. Paired differences of shares are exact and conservative: "
+        "Clopper-Pearson intervals for the share of discordant images and, among them, the "
+        "share where a alone is fooled (McNemar's conditional binomial), each at 97.5%, and "
+        "the range of the difference over both; p: the exact McNemar test. Densities, "
+        "(image, target) pairs and means of per-image values (generations, the size-matched "
+        f"expectation): percentile bootstrap over images, {analysis['resamples']} "
         f"resamples, seed {analysis['seed']}.",
+        "- Comparisons: the primary one is foreground - background (the paper's claim), "
+        "the share of images, per net, unadjusted. The other paired share differences are "
+        "one family per net, their p values Holm-adjusted; density differences, Figs. 3-5 "
+        "and the DE section are descriptive. By construction original - background >= 0, "
+        "and foreground+2 - background-2 >= foreground - background (moving any pixels "
+        "from the background to the foreground can only widen the gap): what the dilation "
+        "can show is ring - ring-sized blob, whether the pixels next to the object fool "
+        "more often than as many pixels elsewhere in the background.",
         "- The paper's columns are its 1-pixel Untargeted1 and Targeted of Table II: DE with "
         "any colour (400 x 100), 500 random images, human-corrected GrabCut masks. Ours say "
         "whether a corner colour at some region pixel fools the net (towards any class, or "
@@ -73,7 +92,8 @@ def _de_section(de: dict) -> list[str]:
         "scan-vulnerable, DE failed; DE only: DE succeeded, no corner pixel of the region "
         "fools; at a fooling pixel: DE successes whose pixel is one where some corner "
         "fools. Generations: mean over DE's successes (Table IV, the initial population "
-        "counts as 1). Intervals: 95% bootstrap over images.",
+        "counts as 1). Intervals: Clopper-Pearson for the shares, exact conservative for DE - "
+        "scan (as above), bootstrap over images for the generations.",
         "",
         "| net | region | images | DE success (paper) | corner scan | DE - scan (paired) "
         "| both | missed by DE | DE only | DE at a fooling pixel | generations (paper) |",
@@ -127,17 +147,36 @@ def _net_section(net: str, r: dict) -> list[str]:
         )
     lines += [
         "",
-        "Paired differences (a - b, same images):",
+        "Paired differences (a - b, same images; the first is the primary comparison):",
         "",
-        "| a - b | share of images | pooled density |",
-        "|---|---|---|",
+        "| a - b | share of images [exact 95% CI] | a only / b only (images) | McNemar p "
+        "| Holm p | pooled density [95% bootstrap CI] |",
+        "|---|---|---:|---:|---:|---|",
     ]
     for pair, d in r["differences"].items():
-        lines.append(f"| {pair} | {_signed(d['share'])} | {_signed(d['density_pooled'], 3)} |")
+        sh = d["share"]
+        holm = "-" if sh["holm_p"] is None else _p(sh["holm_p"])
+        lines.append(
+            f"| {pair}{' (primary)' if sh['primary'] else ''} | {_signed(sh)} | "
+            f"{sh['a_only']} / {sh['b_only']} | {_p(sh['p'])} | {holm} | "
+            f"{_signed(d['density_pooled'], 3)} |"
+        )
+    e, short = r["size_matched_expectation"], r["short_blobs"]
+    lines += [
+        "",
+        "The size-matched background over all its draws (exact: per image, the "
+        "hypergeometric chance that as many random background pixels as the foreground "
+        f"has include a fooling pixel, averaged): {_pct(e['share'])} of images (bootstrap "
+        f"CI); foreground minus it {_signed(e['foreground_minus'])}. Its expected density "
+        "is the background's, image by image, by construction. Blobs smaller than asked "
+        f"(no component large enough, the whole largest one instead): background blob "
+        f"{short['background blob']} images, ring-sized blob {short['ring-sized blob']}.",
+    ]
     k = most_targets(r) + 1
     lines += [
         "",
-        "Share of images per number of reached target classes (Fig. 3), % [95% CI] (images); "
+        "Share of images per number of reached target classes (Fig. 3), % [95% Clopper-Pearson "
+        "CI] (images); "
         f"no image reaches more than {k - 1} in any region:",
         "",
         "| region | " + " | ".join(map(str, range(k))) + " |",
@@ -173,6 +212,10 @@ def _signed(s: dict, digits: int = 1) -> str:
         f"{100 * s['estimate']:+.{digits}f} pts [{100 * s['low']:+.{digits}f}, "
         f"{100 * s['high']:+.{digits}f}]"
     )
+
+
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.2g}"
 
 
 def _matrix(m) -> list[str]:
