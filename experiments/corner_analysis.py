@@ -37,6 +37,10 @@ SECONDARY = (
     ("centre prior", "outside centre"),
 )
 DIFFERENCES = (PRIMARY, *SECONDARY)
+# Scattered controls averaged exactly over all their draws (`scattered`): (region, pool):
+# as many random pixels of the pool as the region has. The first is the size-matched
+# background's expectation, the second the ring's scattered counterpart.
+SCATTERED = (("foreground", "background"), ("ring", "background-2"))
 
 
 def read_settings(workdir: str) -> dict:
@@ -62,7 +66,8 @@ def analyse(workdir: str, resamples: int = 2000, seed: int = 0, de=None) -> dict
     Returns:
       {"settings": settings.json, "resamples", "seed", "nets": {name: {"images",
        "dataset_indices", "timing", "masks", "regions": {region: summary},
-       "differences": `differences`, "size_matched_expectation", "short_blobs": {blob
+       "differences": `differences`, "scattered": {"REGION in POOL": `scattered`} for
+       SCATTERED, "short_blobs": {blob
        region: images where it is smaller than asked}}}, "de": `corner_de.compare` (with
        `de`)};
       classifiers without a finished batch
@@ -100,7 +105,7 @@ def analyse(workdir: str, resamples: int = 2000, seed: int = 0, de=None) -> dict
             ),
             regions={r: corner_stats.summarise(f, boot) for r, f in facts.items()},
             differences=differences(facts, boot),
-            size_matched_expectation=size_matched_expectation(facts, regions, boot),
+            scattered={f"{a} in {b}": scattered(facts[a], facts[b], boot) for a, b in SCATTERED},
             short_blobs={
                 "background blob": _short(regions, "background blob", "size-matched background"),
                 "ring-sized blob": _short(regions, "ring-sized blob", "ring"),
@@ -125,19 +130,17 @@ def differences(facts: dict, boot) -> dict:
     return out
 
 
-def size_matched_expectation(facts: dict, regions: dict, boot) -> dict:
-    """The size-matched background control averaged over all its draws, exactly: per
-    image, the chance that as many random background pixels as the foreground has
-    (`regions`' draw sizes) include a fooling pixel (hypergeometric). {"share": its mean
-    over images, "foreground_minus": the mean of foreground fooled (0/1) minus it}, with
-    bootstrap intervals (`boot`). The expected density of the draw is the background's,
-    image by image, by construction."""
-    background, foreground = facts["background"], facts["foreground"]
-    draws = regions["size-matched background"].sum((1, 2))
-    chance = corner_exact.at_least_one(background.region_pixels, background.fooling_pixels, draws)
+def scattered(region: corner_stats.ImageFacts, pool: corner_stats.ImageFacts, boot) -> dict:
+    """A scattered random sample of `pool` as large as `region` (all of the pool where it
+    is smaller), averaged exactly over all draws: per image, the hypergeometric chance
+    that it holds a fooling pixel. {"share": its mean over images, "region_minus": the
+    mean of region fooled (0/1) minus it}, with bootstrap intervals (`boot`). The
+    sample's expected density is the pool's, image by image, by construction."""
+    draws = np.minimum(region.region_pixels, pool.region_pixels)
+    chance = corner_exact.at_least_one(pool.region_pixels, pool.fooling_pixels, draws)
     return dict(
         share=corner_stats.mean(chance, boot),
-        foreground_minus=corner_stats.mean(foreground.fooled - chance, boot),
+        region_minus=corner_stats.mean(region.fooled - chance, boot),
     )
 
 

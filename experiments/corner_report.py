@@ -63,9 +63,12 @@ def markdown(analysis: dict) -> str:
         "one family per net, their p values Holm-adjusted; density differences, Figs. 3-5 "
         "and the DE section are descriptive. By construction original - background >= 0, "
         "and foreground+2 - background-2 >= foreground - background (moving any pixels "
-        "from the background to the foreground can only widen the gap): what the dilation "
-        "can show is ring - ring-sized blob, whether the pixels next to the object fool "
-        "more often than as many pixels elsewhere in the background.",
+        "from the background to the foreground can only widen the gap). What the dilation "
+        "can show is whether the ring it moves fools more often than as many pixels "
+        "elsewhere in the background (background-2): against a compact blob (ring - "
+        "ring-sized blob) and a scattered sample (below). Fooling pixels cluster, so a "
+        "spread region reaches more vulnerable images than a compact one of its size; a "
+        "thin ring lies between the two controls' shapes.",
         "- The paper's columns are its 1-pixel Untargeted1 and Targeted of Table II: DE with "
         "any colour (400 x 100), 500 random images, human-corrected GrabCut masks. Ours say "
         "whether a corner colour at some region pixel fools the net (towards any class, or "
@@ -161,16 +164,26 @@ def _net_section(net: str, r: dict) -> list[str]:
             f"{sh['a_only']} / {sh['b_only']} | {_p(sh['p'])} | {holm} | "
             f"{_signed(d['density_pooled'], 3)} |"
         )
-    e, short = r["size_matched_expectation"], r["short_blobs"]
+    short = r["short_blobs"]
     lines += [
         "",
-        "The size-matched background over all its draws (exact: per image, the "
-        "hypergeometric chance that as many random background pixels as the foreground "
-        f"has include a fooling pixel, averaged): {_pct(e['share'])} of images (bootstrap "
-        f"CI); foreground minus it {_signed(e['foreground_minus'])}. Its expected density "
-        "is the background's, image by image, by construction. Blobs smaller than asked "
-        f"(no component large enough, the whole largest one instead): background blob "
-        f"{short['background blob']} images, ring-sized blob {short['ring-sized blob']}.",
+        "Scattered samples over all their draws (exact: per image, the hypergeometric "
+        "chance that as many random pixels of the pool as the region has include a fooling "
+        "pixel, averaged over images; bootstrap CI; the sample's expected density is the "
+        "pool's, image by image, by construction):",
+        "",
+    ]
+    for key, e in r["scattered"].items():
+        region, pool = key.split(" in ")
+        lines.append(
+            f"- as many {pool} pixels as the {region} has: {_pct(e['share'])} of images; "
+            f"{region} minus it {_signed(e['region_minus'])}."
+        )
+    lines += [
+        "",
+        "The first is the size-matched background averaged over its draws. Blobs smaller "
+        "than asked (no component large enough, the whole largest one instead): background "
+        f"blob {short['background blob']} images, ring-sized blob {short['ring-sized blob']}.",
     ]
     k = most_targets(r) + 1
     lines += [

@@ -246,7 +246,7 @@ def test_intervals_and_paired_differences():
     assert corner_stats.summarise(a, boot) == s  # the same resamples give the same intervals
 
 
-def test_the_primary_comparison_the_holm_family_and_the_size_matched_expectation():
+def test_the_primary_comparison_the_holm_family_and_the_scattered_expectations():
     rng = np.random.default_rng(2)
     n, h, w = 30, 6, 6
     labels = np.zeros(n, int)
@@ -266,7 +266,7 @@ def test_the_primary_comparison_the_holm_family_and_the_size_matched_expectation
     assert not any(s["primary"] for s in secondary)
     assert [s["holm_p"] for s in secondary] == corner_exact.holm([s["p"] for s in secondary])
     # The expectation over all size-matched draws, by the binomial coefficients.
-    e = corner_analysis.size_matched_expectation(facts, regions, boot)
+    e = corner_analysis.scattered(facts["foreground"], facts["background"], boot)
     chance = []
     for image in range(n):
         fooling = int(facts["background"].fooling_pixels[image])
@@ -274,7 +274,13 @@ def test_the_primary_comparison_the_holm_family_and_the_size_matched_expectation
         chance.append(1 - math.comb(size - fooling, draws) / math.comb(size, draws))
     assert e["share"]["estimate"] == pytest.approx(np.mean(chance))
     fooled = facts["foreground"].fooled
-    assert e["foreground_minus"]["estimate"] == pytest.approx(np.mean(fooled - np.array(chance)))
+    assert e["region_minus"]["estimate"] == pytest.approx(np.mean(fooled - np.array(chance)))
+    # ... the size-matched background's draws, averaged: about the exact expectation.
+    draws = [
+        corner_regions.size_matched(foreground, index + 1000 * k, seed=0) for k in range(1, 201)
+    ]
+    hits = [corner_stats.fooling_pixels(classes, labels, d).any((1, 2)).mean() for d in draws]
+    assert np.mean(hits) == pytest.approx(np.mean(chance), abs=0.02)
 
 
 def test_batches(tmp_path):
@@ -297,7 +303,7 @@ def test_the_committed_maps_give_their_committed_report():
     assert again["nets"].keys() == committed["nets"].keys()
     for name, net in committed["nets"].items():
         assert again["nets"][name]["images"] == net["images"]
-        for key in ("regions", "differences"):  # as JSON text: NaN equals NaN there
+        for key in ("regions", "differences", "scattered", "short_blobs"):  # NaN == NaN as text
             assert json.dumps(again["nets"][name][key]) == json.dumps(net[key]), (name, key)
     if "de" in committed:  # DE beside the maps: its workdirs as given, from the repository root
         repo = os.path.dirname(os.path.dirname(os.path.dirname(RESULTS)))
