@@ -14,7 +14,7 @@ pixel (h, w) (-1 where the scan gave no finite output). Within a region (bool [N
 
 Intervals: shares of images (fooled, per number of reached classes) and their paired
 differences are counts of images, with exact intervals (`corner_exact`: Clopper-Pearson;
-the exact conditional-binomial interval and McNemar test of a paired difference). The
+an exact conservative interval and the exact McNemar test for a paired difference). The
 rest (densities, the share of (image, class) pairs reached, means of per-image values)
 are ratios over clustered counts: 95% percentile bootstrap over images (the same
 resampled image sets for every region of a classifier, so differences are paired).
@@ -127,14 +127,13 @@ def summarise(facts: ImageFacts, boot) -> dict:
     """Everything the report shows for one (classifier, region); `boot` int [R, N].
 
     Returns a JSON-ready dict: images; fooled (count, share estimate/low/high,
-    Clopper-Pearson); targeted
-    (the share of (image, other class) pairs reachable, the paper's Targeted); targets
-    (share per number of reached classes 0..K-1: counts, estimate, low, high lists,
-    Clopper-Pearson);
-    density_pooled (fooling pixels / region pixels over all images) and density_mean
-    (the mean of each image's ratio, images with a non-empty region), each with its
-    interval; region_pixels (mean, min, max); reached_pairs (Fig. 5) and dominant_pairs
-    (Fig. 4), int [K, K] lists, rows the original class.
+    Clopper-Pearson); targeted (the share of (image, other class) pairs reachable, the
+    paper's Targeted); targets (share per number of reached classes 0..K-1: counts,
+    estimate, low, high lists, Clopper-Pearson); density_pooled (fooling pixels / region
+    pixels over all images) and density_mean (the mean of each image's ratio, images
+    with a non-empty region), each with its bootstrap interval; region_pixels (mean, min,
+    max); reached_pairs (Fig. 5) and dominant_pairs (Fig. 4), int [K, K] lists, rows the
+    original class.
     """
     n, k = facts.reached.shape
     onehot = facts.targets[:, None] == np.arange(k)
