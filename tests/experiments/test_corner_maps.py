@@ -1,6 +1,7 @@
 """python -m experiments.corner_maps: resumable scans, the region analysis against brute
 force on made-up maps, and bad flags refused before anything is written."""
 
+import itertools
 import json
 import math
 import os
@@ -281,6 +282,26 @@ def test_the_primary_comparison_the_holm_family_and_the_scattered_expectations()
     ]
     hits = [corner_stats.fooling_pixels(classes, labels, d).any((1, 2)).mean() for d in draws]
     assert np.mean(hits) == pytest.approx(np.mean(chance), abs=0.02)
+
+
+def test_the_scattered_expectation_against_enumeration_on_a_tiny_mask():
+    foreground = np.zeros((1, 3, 3), bool)
+    foreground[0, 1, :] = True  # 3 foreground pixels, 6 background ones
+    classes = np.zeros((1, 3, 3, 8), int)
+    classes[0, 0, 2, 5] = classes[0, 2, 0, 1] = 1  # two background fooling pixels
+    classes[0, 1, 1, 0] = 1  # and one in the foreground
+    labels = np.zeros(1, int)
+    facts = {
+        name: corner_stats.image_facts(classes, labels, m, K)
+        for name, m in (("fg", foreground), ("bg", ~foreground))
+    }
+    fooling = corner_stats.fooling_pixels(classes, labels, ~foreground)[0]
+    background = list(zip(*np.nonzero(~foreground[0]), strict=True))
+    subsets = list(itertools.combinations(background, 3))
+    hit = sum(any(fooling[p] for p in s) for s in subsets) / len(subsets)  # 1 - C(4,3)/C(6,3)
+    e = corner_analysis.scattered(facts["fg"], facts["bg"], corner_stats.resamples(1, 100))
+    assert e["share"]["estimate"] == pytest.approx(hit) == pytest.approx(0.8)
+    assert e["region_minus"]["estimate"] == pytest.approx(1 - hit)
 
 
 def test_batches(tmp_path):
