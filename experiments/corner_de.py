@@ -5,13 +5,14 @@ file and mask cache attacks images the maps cover. `compare` reads its one-pixel
 untargeted DE records (restriction "table", the paper's DE with LHS) and, per classifier
 and paper region, sets them beside the maps on the same images:
 
-- de: DE's successes (the paper's Untargeted1) and the mean generations of its
-  successes (Table IV), each with its 95% bootstrap interval over images;
+- de: DE's successes (the paper's Untargeted1, Clopper-Pearson interval) and the mean
+  generations of its successes (Table IV, 95% bootstrap interval over images);
 - scan: the images where one corner-coloured region pixel fools the classifier;
 - both, missed_by_de (scan-vulnerable, DE failed), de_only (DE succeeded where no corner
   pixel of the region fools: a colour inside the cube did it), de_at_fooling_pixel (DE
   successes whose pixel is one where some corner fools);
-- de_minus_scan: the paired difference of the two shares, with its interval.
+- de_minus_scan: the paired difference of the two shares (`corner_exact.paired`: exact
+  interval, exact McNemar p).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 
 import numpy as np
 
-from experiments import corner_regions, corner_stats, methods, paper
+from experiments import corner_exact, corner_regions, corner_stats, methods, paper
 from experiments.corner_batches import BatchFolder
 from experiments.corner_study import mask_path
 from experiments.store import ResultStore
@@ -128,14 +129,11 @@ def _compare_region(net, region, records, scan, fooling, boot) -> dict:
     at_fooling = [
         bool(fooling[n][tuple(r["positions"][0])]) for n, r in enumerate(records) if r["success"]
     ]
-    shares = {
-        k: corner_stats.mean(v.astype(float), boot) for k, v in dict(de=de, scan=scan).items()
-    }
     return dict(
         images=len(records),
-        de=dict(count=int(de.sum()), **shares["de"]),
-        scan=dict(count=int(scan.sum()), **shares["scan"]),
-        de_minus_scan=corner_stats.mean(de.astype(float) - scan, boot),
+        de=corner_exact.share(de),
+        scan=corner_exact.share(scan),
+        de_minus_scan=corner_exact.paired(de, scan),
         both=int((de & scan).sum()),
         missed_by_de=int((scan & ~de).sum()),
         de_only=int((de & ~scan).sum()),

@@ -48,7 +48,7 @@ def _flags(argv):
     p.add_argument("--report", action="store_true", help="only (re)write the report")
     p.add_argument("--de", help="comma list of experiments.cifar workdirs of 1-pixel DE")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap and size-matched control")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap and the random controls")
     args = p.parse_args(argv)
     for flag, least in (("images", 1), ("batch", 1), ("resamples", 100), ("seed", 0)):
         if getattr(args, flag) < least:

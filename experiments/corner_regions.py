@@ -13,6 +13,16 @@ From the automatic GrabCut foreground masks (`rpx.segment.grabcut`, default sett
   pixels as the foreground (all of the background where it is smaller), drawn with a
   generator seeded by (seed, dataset index), so an image's subset does not depend on
   which other images are read: is the background's score a matter of its size?
+  `corner_exact.at_least_one` gives its expectation over all draws.
+- background blob: per image, a random 4-connected blob of the background as large as
+  the foreground (`blob`, seeded by (seed, dataset index, 1)): the same control, compact,
+  since fooling pixels cluster.
+- ring: foreground+2 without the foreground, the pixels the dilation moves; ring-sized
+  blob: a random 4-connected blob of background-2 as large as the ring (seeded by (seed,
+  dataset index, 2)). Moving pixels from the background to the foreground can only
+  widen the foreground - background gap, whichever pixels they are; ring - ring-sized
+  blob asks whether the pixels next to the object fool more often than as many pixels
+  elsewhere in the background.
 """
 
 from __future__ import annotations
@@ -33,6 +43,9 @@ REGIONS = (
     "centre prior",
     "outside centre",
     "size-matched background",
+    "background blob",
+    "ring",
+    "ring-sized blob",
 )
 PAPER_REGIONS = REGIONS[:3]  # the regions of the paper's Table II
 _SQUARE = np.ones((3, 3), np.uint8)
@@ -64,6 +77,52 @@ def size_matched(foreground, index, seed: int = 0) -> np.ndarray:
     return out
 
 
+def blob(allowed, size: int, rng) -> np.ndarray:
+    """bool [H, W]: a random 4-connected set of `size` pixels of `allowed` (bool [H, W]),
+    grown from a uniform start pixel (among those whose 4-connected component of
+    `allowed` holds at least `size` pixels) by adding a uniform pixel of its 4-neighbour
+    frontier at a time (Eden growth: compact, irregular). Where no component is large
+    enough, the whole of a largest component (fewer pixels than asked)."""
+    allowed = np.asarray(allowed, bool)
+    h, w = allowed.shape
+    out = np.zeros_like(allowed)
+    if size <= 0 or not allowed.any():
+        return out
+    count, labels = cv2.connectedComponents(allowed.astype(np.uint8), connectivity=4)
+    sizes = np.bincount(labels.ravel(), minlength=count)
+    sizes[0] = 0  # label 0: outside `allowed`
+    if sizes.max() < size:
+        return labels == int(np.argmax(sizes))
+    start = int(rng.choice(np.flatnonzero(sizes[labels.ravel()] >= size)))
+    out.flat[start] = True
+    frontier: list[int] = []
+    seen = {start}
+    grown = 1
+    while True:
+        i, j = divmod(start, w)
+        for a, b in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)):
+            if 0 <= a < h and 0 <= b < w and allowed[a, b] and a * w + b not in seen:
+                seen.add(a * w + b)
+                frontier.append(a * w + b)
+        if grown == size:
+            return out
+        k = int(rng.integers(len(frontier)))
+        frontier[k], frontier[-1] = frontier[-1], frontier[k]
+        start = frontier.pop()
+        out.flat[start] = True
+        grown += 1
+
+
+def blobs(allowed, sizes, index, seed: int, stream: int) -> np.ndarray:
+    """bool [N, H, W]: `blob(allowed[n], sizes[n], rng)` per image, rng seeded by (seed,
+    dataset index[n], stream)."""
+    allowed = np.asarray(allowed, bool)
+    out = np.zeros_like(allowed)
+    for n, (mask, size, i) in enumerate(zip(allowed, sizes, np.asarray(index), strict=True)):
+        out[n] = blob(mask, int(size), np.random.default_rng([seed, int(i), stream]))
+    return out
+
+
 def regions(foreground, index, seed: int = 0) -> dict[str, np.ndarray]:
     """{name: bool [N, H, W]} for every name in REGIONS, from the foreground masks bool
     [N, H, W] of the images with dataset indices `index` int [N]."""
@@ -71,6 +130,7 @@ def regions(foreground, index, seed: int = 0) -> dict[str, np.ndarray]:
     n, h, w = foreground.shape
     grown = {k: dilate(foreground, k) for k in (1, 2)}
     centre = np.broadcast_to(centre_prior(h, w), (n, h, w))
+    ring = grown[2] & ~foreground
     return {
         "original": np.ones_like(foreground),
         "foreground": foreground,
@@ -82,4 +142,7 @@ def regions(foreground, index, seed: int = 0) -> dict[str, np.ndarray]:
         "centre prior": centre.copy(),
         "outside centre": ~centre,
         "size-matched background": size_matched(foreground, index, seed),
+        "background blob": blobs(~foreground, foreground.sum((1, 2)), index, seed, 1),
+        "ring": ring,
+        "ring-sized blob": blobs(~grown[2], ring.sum((1, 2)), index, seed, 2),
     }

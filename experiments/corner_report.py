@@ -4,9 +4,10 @@
   the paper's 1-pixel Untargeted1 (Table II), fooling-pixel densities, paired region
   differences, the share per number of reached target classes (Fig. 3), and the
   original-to-reached class counts (Figs. 4/5) of the paper's three regions; every
-  share with its 95% bootstrap interval over images and its count.
-- figures/shares.png, densities.png, fig3_targets.png (intervals as error bars),
-  fig4_dominant_pairs.png, fig5_reached_pairs.png (count matrices).
+  share with its count and its 95% interval (`corner_stats` says which kind), every
+  paired difference of shares with its exact McNemar p (Holm-adjusted for the
+  secondary family, `corner_analysis.SECONDARY`).
+- figures/: `corner_figures`.
 
 Every file is written beside its target and renamed, so a report read while a run
 writes a new one is whole.
@@ -18,13 +19,9 @@ import json
 import os
 import tempfile
 
-import numpy as np
-from matplotlib.figure import Figure
-
 from experiments import paper
+from experiments.corner_figures import figures, most_targets
 from experiments.corner_regions import PAPER_REGIONS, REGIONS
-from experiments.figures import count_matrix
-from rpx import plots
 
 
 def _pct(s: dict, digits: int = 1) -> str:
@@ -49,9 +46,29 @@ def markdown(analysis: dict) -> str:
         "- Regions: automatic GrabCut masks (rpx.segment defaults, no human correction); "
         "+k / -k: the foreground dilated by k pixels (3x3) / the background without that "
         "ring; centre prior: rpx.segment.centre_prior; size-matched background: as many "
-        "random background pixels as the foreground has (per image, seeded).",
-        f"- Intervals: 95% percentile bootstrap over images, {analysis['resamples']} "
+        "random background pixels as the foreground has, scattered (per image, one seeded "
+        "draw); background blob: as many, as one random 4-connected blob of the background "
+        "(seeded); ring: foreground+2 without the foreground; ring-sized blob: a random "
+        "4-connected blob of background-2 as large as the ring (seeded).",
+        "- Intervals (95%): shares of images (fooled, Fig. 3, DE) are exact Clopper-Pearson "
+        "intervals. Paired differences of shares are exact and conservative: "
+        "Clopper-Pearson intervals for the share of discordant images and, among them, the "
+        "share where a alone is fooled (McNemar's conditional binomial), each at 97.5%, and "
+        "the range of the difference over both; p: the exact McNemar test. Densities, "
+        "(image, target) pairs and means of per-image values (generations, the size-matched "
+        f"expectation): percentile bootstrap over images, {analysis['resamples']} "
         f"resamples, seed {analysis['seed']}.",
+        "- Comparisons: the primary one is foreground - background (the paper's claim), "
+        "the share of images, per net, unadjusted. The other paired share differences are "
+        "one family per net, their p values Holm-adjusted; density differences, Figs. 3-5 "
+        "and the DE section are descriptive. By construction original - background >= 0, "
+        "and foreground+2 - background-2 >= foreground - background (moving any pixels "
+        "from the background to the foreground can only widen the gap). What the dilation "
+        "can show is whether the ring it moves fools more often than as many pixels "
+        "elsewhere in the background (background-2): against a compact blob (ring - "
+        "ring-sized blob) and a scattered sample (below). Fooling pixels cluster, so a "
+        "spread region reaches more vulnerable images than a compact one of its size; a "
+        "thin ring lies between the two controls' shapes.",
         "- The paper's columns are its 1-pixel Untargeted1 and Targeted of Table II: DE with "
         "any colour (400 x 100), 500 random images, human-corrected GrabCut masks. Ours say "
         "whether a corner colour at some region pixel fools the net (towards any class, or "
@@ -78,7 +95,8 @@ def _de_section(de: dict) -> list[str]:
         "scan-vulnerable, DE failed; DE only: DE succeeded, no corner pixel of the region "
         "fools; at a fooling pixel: DE successes whose pixel is one where some corner "
         "fools. Generations: mean over DE's successes (Table IV, the initial population "
-        "counts as 1). Intervals: 95% bootstrap over images.",
+        "counts as 1). Intervals: Clopper-Pearson for the shares, exact conservative for DE - "
+        "scan (as above), bootstrap over images for the generations.",
         "",
         "| net | region | images | DE success (paper) | corner scan | DE - scan (paired) "
         "| both | missed by DE | DE only | DE at a fooling pixel | generations (paper) |",
@@ -132,17 +150,46 @@ def _net_section(net: str, r: dict) -> list[str]:
         )
     lines += [
         "",
-        "Paired differences (a - b, same images):",
+        "Paired differences (a - b, same images; the first is the primary comparison):",
         "",
-        "| a - b | share of images | pooled density |",
-        "|---|---|---|",
+        "| a - b | share of images [exact 95% CI] | a only / b only (images) | McNemar p "
+        "| Holm p | pooled density [95% bootstrap CI] |",
+        "|---|---|---:|---:|---:|---|",
     ]
     for pair, d in r["differences"].items():
-        lines.append(f"| {pair} | {_signed(d['share'])} | {_signed(d['density_pooled'], 3)} |")
-    k = _most_targets(r) + 1
+        sh = d["share"]
+        holm = "-" if sh["holm_p"] is None else _p(sh["holm_p"])
+        lines.append(
+            f"| {pair}{' (primary)' if sh['primary'] else ''} | {_signed(sh)} | "
+            f"{sh['a_only']} / {sh['b_only']} | {_p(sh['p'])} | {holm} | "
+            f"{_signed(d['density_pooled'], 3)} |"
+        )
+    short = r["short_blobs"]
     lines += [
         "",
-        "Share of images per number of reached target classes (Fig. 3), % [95% CI] (images); "
+        "Scattered samples over all their draws (exact: per image, the hypergeometric "
+        "chance that as many random pixels of the pool as the region has include a fooling "
+        "pixel, averaged over images; bootstrap CI; the sample's expected density is the "
+        "pool's, image by image, by construction):",
+        "",
+    ]
+    for key, e in r["scattered"].items():
+        region, pool = key.split(" in ")
+        lines.append(
+            f"- as many {pool} pixels as the {region} has: {_pct(e['share'])} of images; "
+            f"{region} minus it {_signed(e['region_minus'])}."
+        )
+    lines += [
+        "",
+        "The first is the size-matched background averaged over its draws. Blobs smaller "
+        "than asked (no component large enough, the whole largest one instead): background "
+        f"blob {short['background blob']} images, ring-sized blob {short['ring-sized blob']}.",
+    ]
+    k = most_targets(r) + 1
+    lines += [
+        "",
+        "Share of images per number of reached target classes (Fig. 3), % [95% Clopper-Pearson "
+        "CI] (images); "
         f"no image reaches more than {k - 1} in any region:",
         "",
         "| region | " + " | ".join(map(str, range(k))) + " |",
@@ -173,17 +220,15 @@ def _net_section(net: str, r: dict) -> list[str]:
     return lines
 
 
-def _most_targets(r: dict) -> int:
-    """The largest number of reached target classes of any image in any region."""
-    counts = np.array([g["targets"]["counts"] for g in r["regions"].values()])
-    return int(np.flatnonzero(counts.sum(0))[-1])
-
-
 def _signed(s: dict, digits: int = 1) -> str:
     return (
         f"{100 * s['estimate']:+.{digits}f} pts [{100 * s['low']:+.{digits}f}, "
         f"{100 * s['high']:+.{digits}f}]"
     )
+
+
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.2g}"
 
 
 def _matrix(m) -> list[str]:
@@ -192,124 +237,6 @@ def _matrix(m) -> list[str]:
     return [head, "|---|" + "---:|" * k] + [
         f"| {i} | " + " | ".join(map(str, row)) + " |" for i, row in enumerate(m)
     ]
-
-
-def _errorbars(ax, x, stats, **kw):
-    est = np.array([s["estimate"] for s in stats])
-    err = np.abs(np.array([[s["low"] for s in stats], [s["high"] for s in stats]]) - est)
-    ax.errorbar(x, 100 * est, yerr=100 * err, fmt="o", capsize=3, **kw)
-
-
-def _per_region_figure(analysis: dict, path: str, series: dict, ylabel: str, paper_marks: bool):
-    nets = list(analysis["nets"])
-    fig = Figure(figsize=(6.5, 2.6 * len(nets) + 0.6))
-    axes = fig.subplots(len(nets), 1, squeeze=False)[:, 0]
-    y = np.arange(len(REGIONS))
-    for ax, net in zip(axes, nets, strict=True):
-        regions = analysis["nets"][net]["regions"]
-        for i, (label, key) in enumerate(series.items()):
-            offset = (i - (len(series) - 1) / 2) * 0.25
-            _errorbars(ax, y + offset, [regions[r][key] for r in REGIONS], label=label)
-        if paper_marks:
-            marks = [(i, paper.table2(net, "untargeted1", r, 1)) for i, r in enumerate(REGIONS)]
-            marks = [(i, v) for i, v in marks if v is not None]
-            if marks:
-                ax.plot(*zip(*marks, strict=True), "rx", ms=9, label="paper, 1-px DE (Table II)")
-        ax.set_ylim(bottom=0)
-        ax.set_xticks(y, REGIONS, rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel(ylabel, fontsize=8)
-        images = analysis["nets"][net]["images"]
-        ax.set_title(f"{net} ({images} images), 95% bootstrap CI", fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def _de_figure(de: dict, path: str) -> str:
-    """DE's one-pixel success beside the corner scan on the same images, per region."""
-    budget = f"DE, {de['population']} x {de['generations']}"
-    de = de["nets"]
-    nets = list(de)
-    fig = Figure(figsize=(6.5, 2.4 * len(nets) + 0.6))
-    axes = fig.subplots(len(nets), 1, squeeze=False)[:, 0]
-    for ax, net in zip(axes, nets, strict=True):
-        regions = list(de[net])
-        y = np.arange(len(regions))
-        for offset, key, label in ((-0.12, "scan", "corner scan (exhaustive)"),
-                                   (0.12, "de", budget)):  # fmt: skip
-            _errorbars(ax, y + offset, [de[net][r][key] for r in regions], label=label)
-        marks = [(i, de[net][r]["paper_untargeted1"]) for i, r in enumerate(regions)]
-        marks = [(i, v) for i, v in marks if v is not None]
-        if marks:
-            ax.plot(*zip(*marks, strict=True), "rx", ms=9, label="paper, 1-px DE (Table II)")
-        ax.set_title(f"{net}, 95% bootstrap CI", fontsize=9)
-        ax.set_xticks(y, [f"{r} ({de[net][r]['images']} images)" for r in regions], fontsize=8)
-        ax.set_ylabel("images fooled (%)", fontsize=8)
-        ax.set_ylim(bottom=0)
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def _targets_figure(analysis: dict, path: str):
-    nets = list(analysis["nets"])
-    fig = Figure(figsize=(7, 2.6 * len(nets) + 0.6))
-    axes = fig.subplots(len(nets), 1, squeeze=False)[:, 0]
-    for ax, net in zip(axes, nets, strict=True):
-        regions = analysis["nets"][net]["regions"]
-        for i, name in enumerate(PAPER_REGIONS + ("size-matched background",)):
-            t = regions[name]["targets"]
-            stats = [
-                dict(estimate=e, low=lo, high=hi)
-                for e, lo, hi in zip(t["estimate"], t["low"], t["high"], strict=True)
-            ]
-            last = max(1, _most_targets(analysis["nets"][net]))
-            x = np.arange(1, last + 1)  # 0 targets: the complement of the share fooled
-            _errorbars(ax, x + (i - 1.5) * 0.18, stats[1 : last + 1], label=name)
-        ax.set_xticks(x)
-        ax.set_xlabel("number of target classes reachable with one corner pixel", fontsize=8)
-        ax.set_ylabel("images (%)", fontsize=8)
-        ax.set_title(f"{net}: Fig. 3 (0 targets = 100% - share fooled)", fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def _pairs_figure(analysis: dict, key: str, path: str, title: str) -> str:
-    """Figs. 4/5: annotated count matrices, a row per net (one colour scale), a column per
-    paper region."""
-    nets = list(analysis["nets"])
-    fig = Figure(figsize=(3.4 * len(PAPER_REGIONS), 3.3 * len(nets) + 0.5))
-    axes = fig.subplots(len(nets), len(PAPER_REGIONS), squeeze=False)
-    for row, net in zip(axes, nets, strict=True):
-        matrices = [np.asarray(analysis["nets"][net]["regions"][r][key]) for r in PAPER_REGIONS]
-        top = max(1, max(int(m.max()) for m in matrices))
-        for ax, region, m in zip(row, PAPER_REGIONS, matrices, strict=True):
-            count_matrix(ax, m, top, fontsize=6)
-            ax.set_title(f"{net} / {region}", fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig, path: str) -> str:
-    """Save `fig` beside `path` (rpx.plots.save_figure, as experiments.figures does) and
-    rename it there."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    os.close(fd)
-    try:
-        plots.save_figure(fig, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 is for a secret, not a report
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def _write_text(path: str, text: str) -> None:
@@ -329,36 +256,3 @@ def write(folder: str, analysis: dict) -> list[str]:
     return written + (
         figures(os.path.join(folder, "figures"), analysis) if analysis["nets"] else []
     )
-
-
-def figures(fig: str, analysis: dict) -> list[str]:
-    """The report's PNGs in the folder `fig`; returns their paths."""
-    written = []
-    written.append(
-        _per_region_figure(
-            analysis,
-            os.path.join(fig, "shares.png"),
-            {"share of images with a fooling pixel": "fooled"},
-            "images (%)",
-            paper_marks=True,
-        )
-    )
-    written.append(
-        _per_region_figure(
-            analysis,
-            os.path.join(fig, "densities.png"),
-            {"pooled": "density_pooled", "per-image mean": "density_mean"},
-            "fooling pixels / region pixels (%)",
-            paper_marks=False,
-        )
-    )
-    written.append(_targets_figure(analysis, os.path.join(fig, "fig3_targets.png")))
-    if analysis.get("de"):
-        written.append(_de_figure(analysis["de"], os.path.join(fig, "de_vs_scan.png")))
-    for key, name, what in (
-        ("dominant_pairs", "fig4_dominant_pairs.png", "dominant reached class"),
-        ("reached_pairs", "fig5_reached_pairs.png", "reachable classes"),
-    ):
-        title = f"original class -> {what} (one corner pixel; one colour scale per net)"
-        written.append(_pairs_figure(analysis, key, os.path.join(fig, name), title))
-    return written

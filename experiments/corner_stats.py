@@ -12,8 +12,12 @@ pixel (h, w) (-1 where the scan gave no finite output). Within a region (bool [N
   pixel, corner) pairs (ties: the lowest class): the single class an untargeted attack
   most likely lands on (Fig. 4's matrix).
 
-Intervals: 95% percentile bootstrap over images (the same resampled image sets for every
-region of a classifier, so differences between regions are paired).
+Intervals: shares of images (fooled, per number of reached classes) and their paired
+differences are counts of images, with exact intervals (`corner_exact`: Clopper-Pearson;
+an exact conservative interval and the exact McNemar test for a paired difference). The
+rest (densities, the share of (image, class) pairs reached, means of per-image values)
+are ratios over clustered counts: 95% percentile bootstrap over images (the same
+resampled image sets for every region of a classifier, so differences are paired).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import warnings
 
 import numpy as np
 
-LEVEL = 0.95
+from experiments import corner_exact
+
+LEVEL = corner_exact.LEVEL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,18 +126,18 @@ def _ratio(num, den, boot) -> dict:
 def summarise(facts: ImageFacts, boot) -> dict:
     """Everything the report shows for one (classifier, region); `boot` int [R, N].
 
-    Returns a JSON-ready dict: images; fooled (count, share estimate/low/high); targeted
-    (the share of (image, other class) pairs reachable, the paper's Targeted); targets
-    (share per number of reached classes 0..K-1: counts, estimate, low, high lists);
-    density_pooled (fooling pixels / region pixels over all images) and density_mean
-    (the mean of each image's ratio, images with a non-empty region), each with its
-    interval; region_pixels (mean, min, max); reached_pairs (Fig. 5) and dominant_pairs
-    (Fig. 4), int [K, K] lists, rows the original class.
+    Returns a JSON-ready dict: images; fooled (count, share estimate/low/high,
+    Clopper-Pearson); targeted (the share of (image, other class) pairs reachable, the
+    paper's Targeted); targets (share per number of reached classes 0..K-1: counts,
+    estimate, low, high lists, Clopper-Pearson); density_pooled (fooling pixels / region
+    pixels over all images) and density_mean (the mean of each image's ratio, images
+    with a non-empty region), each with its bootstrap interval; region_pixels (mean, min,
+    max); reached_pairs (Fig. 5) and dominant_pairs (Fig. 4), int [K, K] lists, rows the
+    original class.
     """
     n, k = facts.reached.shape
-    fooled = facts.fooled.astype(np.float64)
-    onehot = (facts.targets[:, None] == np.arange(k)).astype(np.float64)
-    target_shares = [mean(onehot[:, j], boot) for j in range(k)]
+    onehot = facts.targets[:, None] == np.arange(k)
+    target_shares = [corner_exact.share(onehot[:, j]) for j in range(k)]
     with np.errstate(invalid="ignore", divide="ignore"):
         pixels = facts.region_pixels
         density = np.where(pixels > 0, facts.fooling_pixels / np.maximum(pixels, 1), np.nan)
@@ -142,7 +148,7 @@ def summarise(facts: ImageFacts, boot) -> dict:
     np.add.at(dominant_pairs, (facts.label[hit], facts.dominant[hit]), 1)
     return dict(
         images=int(n),
-        fooled=dict(count=int(facts.fooled.sum()), **mean(fooled, boot)),
+        fooled=corner_exact.share(facts.fooled),
         targeted=dict(pairs=int(facts.reached.sum()), **mean(facts.targets / (k - 1), boot)),
         targets=dict(
             counts=onehot.sum(0).astype(int).tolist(),
@@ -165,10 +171,10 @@ def summarise(facts: ImageFacts, boot) -> dict:
 
 
 def difference(a: ImageFacts, b: ImageFacts, boot) -> dict:
-    """Paired differences a - b over the same images: the share of fooled images and the
-    pooled density, each with its bootstrap interval (`boot` int [R, N])."""
-    fa, fb = a.fooled.astype(np.float64), b.fooled.astype(np.float64)
-    share = mean(fa - fb, boot)
+    """Paired differences a - b over the same images: the share of fooled images
+    (`corner_exact.paired`: exact interval, discordant counts, McNemar p) and the pooled
+    density (bootstrap interval, `boot` int [R, N])."""
+    share = corner_exact.paired(a.fooled, b.fooled)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_resample = a.fooling_pixels[boot].sum(1) / a.region_pixels[boot].sum(
             1

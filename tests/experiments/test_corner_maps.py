@@ -1,7 +1,9 @@
 """python -m experiments.corner_maps: resumable scans, the region analysis against brute
 force on made-up maps, and bad flags refused before anything is written."""
 
+import itertools
 import json
+import math
 import os
 
 import numpy as np
@@ -9,7 +11,14 @@ import pytest
 
 import rpx
 import train
-from experiments import corner_analysis, corner_maps, corner_regions, corner_report, corner_stats
+from experiments import (
+    corner_analysis,
+    corner_exact,
+    corner_maps,
+    corner_regions,
+    corner_report,
+    corner_stats,
+)
 from experiments.corner_batches import BatchFolder, batches_of
 from tests.experiments.tiny import lock_held_by_another_process, mock_cifar, snapshot, tiny_predict
 
@@ -229,8 +238,70 @@ def test_intervals_and_paired_differences():
     d = corner_stats.difference(a, b, boot)
     assert d["share"]["estimate"] == pytest.approx(0.2) and d["share"]["low"] > 0
     none = corner_stats.summarise(b, boot)
-    assert none["fooled"] == dict(count=0, estimate=0.0, low=0.0, high=0.0)
+    # No image fooled: an exact interval, not the bootstrap's point [0, 0].
+    assert none["fooled"] == dict(
+        count=0, estimate=0.0, low=0.0, high=pytest.approx(1 - 0.025 ** (1 / 50))
+    )
+    assert (d["share"]["a_only"], d["share"]["b_only"]) == (10, 0)
+    assert d["share"]["p"] == pytest.approx(2 / 2**10)  # exact McNemar, 10 vs 0 discordant
     assert corner_stats.summarise(a, boot) == s  # the same resamples give the same intervals
+
+
+def test_the_primary_comparison_the_holm_family_and_the_scattered_expectations():
+    rng = np.random.default_rng(2)
+    n, h, w = 30, 6, 6
+    labels = np.zeros(n, int)
+    classes = np.zeros((n, h, w, 8), int)
+    classes[rng.random((n, h, w)) < 0.04, 0] = 1  # scattered fooling pixels
+    foreground = np.zeros((n, h, w), bool)
+    foreground[:, 1:4, 1:3] = True
+    index = np.arange(n)
+    regions = corner_regions.regions(foreground, index, seed=0)
+    facts = {r: corner_stats.image_facts(classes, labels, m, K) for r, m in regions.items()}
+    boot = corner_stats.resamples(n, 200, seed=0)
+    diffs = corner_analysis.differences(facts, boot)
+    assert list(diffs) == [f"{a} - {b}" for a, b in corner_analysis.DIFFERENCES]
+    primary = diffs["foreground - background"]["share"]
+    assert primary["primary"] and primary["holm_p"] is None
+    secondary = [diffs[f"{a} - {b}"]["share"] for a, b in corner_analysis.SECONDARY]
+    assert not any(s["primary"] for s in secondary)
+    assert [s["holm_p"] for s in secondary] == corner_exact.holm([s["p"] for s in secondary])
+    # The expectation over all size-matched draws, by the binomial coefficients.
+    e = corner_analysis.scattered(facts["foreground"], facts["background"], boot)
+    chance = []
+    for image in range(n):
+        fooling = int(facts["background"].fooling_pixels[image])
+        size, draws = h * w - 6, 6
+        chance.append(1 - math.comb(size - fooling, draws) / math.comb(size, draws))
+    assert e["share"]["estimate"] == pytest.approx(np.mean(chance))
+    fooled = facts["foreground"].fooled
+    assert e["region_minus"]["estimate"] == pytest.approx(np.mean(fooled - np.array(chance)))
+    # ... the size-matched background's draws, averaged: about the exact expectation.
+    draws = [
+        corner_regions.size_matched(foreground, index + 1000 * k, seed=0) for k in range(1, 201)
+    ]
+    hits = [corner_stats.fooling_pixels(classes, labels, d).any((1, 2)).mean() for d in draws]
+    assert np.mean(hits) == pytest.approx(np.mean(chance), abs=0.02)
+
+
+def test_the_scattered_expectation_against_enumeration_on_a_tiny_mask():
+    foreground = np.zeros((1, 3, 3), bool)
+    foreground[0, 1, :] = True  # 3 foreground pixels, 6 background ones
+    classes = np.zeros((1, 3, 3, 8), int)
+    classes[0, 0, 2, 5] = classes[0, 2, 0, 1] = 1  # two background fooling pixels
+    classes[0, 1, 1, 0] = 1  # and one in the foreground
+    labels = np.zeros(1, int)
+    facts = {
+        name: corner_stats.image_facts(classes, labels, m, K)
+        for name, m in (("fg", foreground), ("bg", ~foreground))
+    }
+    fooling = corner_stats.fooling_pixels(classes, labels, ~foreground)[0]
+    background = list(zip(*np.nonzero(~foreground[0]), strict=True))
+    subsets = list(itertools.combinations(background, 3))
+    hit = sum(any(fooling[p] for p in s) for s in subsets) / len(subsets)  # 1 - C(4,3)/C(6,3)
+    e = corner_analysis.scattered(facts["fg"], facts["bg"], corner_stats.resamples(1, 100))
+    assert e["share"]["estimate"] == pytest.approx(hit) == pytest.approx(0.8)
+    assert e["region_minus"]["estimate"] == pytest.approx(1 - hit)
 
 
 def test_batches(tmp_path):
@@ -253,7 +324,7 @@ def test_the_committed_maps_give_their_committed_report():
     assert again["nets"].keys() == committed["nets"].keys()
     for name, net in committed["nets"].items():
         assert again["nets"][name]["images"] == net["images"]
-        for key in ("regions", "differences"):  # as JSON text: NaN equals NaN there
+        for key in ("regions", "differences", "scattered", "short_blobs"):  # NaN == NaN as text
             assert json.dumps(again["nets"][name][key]) == json.dumps(net[key]), (name, key)
     if "de" in committed:  # DE beside the maps: its workdirs as given, from the repository root
         repo = os.path.dirname(os.path.dirname(os.path.dirname(RESULTS)))
