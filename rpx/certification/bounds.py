@@ -109,8 +109,19 @@ def margins(bplan: BoundPlan, cache, image_index, positions, mid, rad, goal, tar
         x = jnp.stack([slices, slices])
         refs = _refs(plan.jaxpr, leaves, x)
         (out,) = interpreter.run(walk, plan.jaxpr.jaxpr, refs, (), rules.apply)
-        z = _logits(walk, out).val.reshape(2, p, plan.num_classes)
-        if targeted:
+        logits = _logits(walk, out)
+        z = logits.val.reshape(2, p, plan.num_classes)
+        if logits.key in walk.dense:
+            # Through the last dense layer: the margin's weights w_goal - w_j before the
+            # bound, so the weights shared by both classes cancel.
+            v, weights, bias = walk.dense[logits.key]
+            sign = -1.0 if targeted else 1.0
+            spec = sign * (weights[:, g][:, None] - weights)
+            offset = sign * (bias[g] - bias)
+            v = v.val.reshape(2, p, -1)
+            margin = forms.signed_linear(jnp.matmul, spec, v)[0]
+            margin = margin.at[-1].add(offset)
+        elif targeted:
             margin = z[0] - z[1][:, g][:, None]  # z_j - z_goal, from below
         else:
             margin = z[0][:, g][:, None] - z[1]  # z_goal - z_j, from below

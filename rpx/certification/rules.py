@@ -64,6 +64,9 @@ class BoundWalk(Walk):
     def __init__(self, entries, p, out_shape, cache=None, image=None, position=None):
         super().__init__(entries, cache, image, position)
         self.p, self.out_shape = p, tuple(out_shape)
+        # key -> (v, weights [F, K], bias [K]): logits = v @ weights + bias, v [1, F] a
+        # Ref with forms; margins then take the difference of weights first.
+        self.dense: dict = {}
 
 
 def apply(walk: BoundWalk, eqn, ins: list[Ref], keys, path) -> list[Ref]:
@@ -196,6 +199,11 @@ def _elementwise(walk: BoundWalk, eqn, ins, keys):
 
     if name == "add":
         val = forms.add(as_form(0), as_form(1))
+        dense = [walk.dense.get(r.key) for r in ins if r.abs.kind in FORMS]
+        if not all(is_form) and dense[0] is not None and out_shape == walk.out_shape:
+            v, weights, bias = dense[0]
+            extra = jnp.broadcast_to(vals[1 - is_form.index(True)], out_shape)[0]
+            walk.dense[keys[0]] = (v, weights, bias + extra)
     elif name == "sub":
         val = forms.add(as_form(0), forms.negate(as_form(1)))
     elif name == "mul":
@@ -300,6 +308,11 @@ def _dot_general(walk: BoundWalk, eqn, ins, keys):
     def product(s, k):
         return bind(eqn, [s, k] if on_left else [k, s])
 
+    (contract, _), (batch, _) = eqn.params["dimension_numbers"]
+    out_shape = tuple(eqn.outvars[0].aval.shape)
+    if on_left and out_shape == walk.out_shape and tuple(contract) == (1,) and not batch:
+        if len(w.abs.shape) == 2 and tuple(eqn.params["dimension_numbers"][0][1]) == (0,):
+            walk.dense[keys[0]] = (x, w.val, jnp.zeros(out_shape[1], jnp.float32))
     return Ref(keys[0], _out_abs(eqn, "full"), forms.signed_linear(product, w.val, x.val))
 
 
