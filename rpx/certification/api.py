@@ -48,6 +48,7 @@ def certify(
     target=None,
     value_range: tuple[float, float] = (0.0, 255.0),
     params=None,
+    radius: float | None = None,
     max_boxes: int = 64,
     chunk_size: int = 256,
     enumerate_below: int = 8,
@@ -74,6 +75,9 @@ def certify(
         per channel ((hi - lo + 1)**C colours, a finite set), for float images the
         whole box [lo, hi]**C.
       params: weights for predict(params, x), or None.
+      radius: None (every colour of value_range), or only the colours within +-radius
+        of the pixel's clean colour in every channel (clipped to value_range): local
+        one-pixel robustness, which bounds decide far more often.
       max_boxes: bound passes per pixel before it is left undecided (the budget).
       chunk_size: boxes (and candidates) per compiled call.
       enumerate_below: integer boxes of at most this many colours are tried colour by
@@ -112,6 +116,10 @@ def certify(
     ):
         checks.positive_int(name, value, least)
     checks.one_of("evaluation", evaluation, incremental.EVALUATIONS)
+    if radius is not None:
+        if isinstance(radius, bool) or not np.isscalar(radius) or not radius >= 0:
+            raise ValueError(f"radius must be None or a number >= 0, got {radius!r}")
+        radius = float(radius)
     images = np.asarray(images)
     n, h, w, c = images.shape
     bplan = bounds.analyse(predict, (h, w, c), params)
@@ -124,6 +132,7 @@ def certify(
         integer=integer,
         dtype=images.dtype,
         value_range=tuple(float(v) for v in config.value_range),
+        radius=radius,
         max_boxes=max_boxes,
         chunk_size=chunk_size,
         enumerate_below=enumerate_below,

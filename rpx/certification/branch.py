@@ -41,6 +41,7 @@ class Context:
     integer: bool
     dtype: object
     value_range: tuple[float, float]
+    radius: float | None
     max_boxes: int
     chunk_size: int
     enumerate_below: int
@@ -72,14 +73,15 @@ def certify_image(ctx: Context, image, label: int, goal: int, pixels: np.ndarray
     state = _State(ctx, image, label, goal, pixels)
     if p == 0:
         return state.outcome()
-    corners = np.array(list(itertools.product((lo, hi), repeat=c)), np.float64)
-    centre = np.full((1, c), (lo + hi) / 2)
-    tries = np.concatenate([corners, _colours(ctx, centre)])
-    state.try_colours(np.repeat(np.arange(p), len(tries)), np.tile(tries, (p, 1)))
+    first_lo, first_hi = state.box_lo, state.box_hi
+    corner = np.array(list(itertools.product((0, 1), repeat=c)), bool)
+    tries = np.where(corner[None], first_hi[:, None], first_lo[:, None])  # [P, 2**C, C]
+    centre = _colours(ctx, (first_lo + first_hi) / 2)[:, None]
+    tries = np.concatenate([tries, centre], 1)
+    state.try_colours(np.repeat(np.arange(p), tries.shape[1]), tries.reshape(-1, c))
 
     owner = np.flatnonzero(~state.fooled)
-    box_lo = np.full((len(owner), c), lo)
-    box_hi = np.full((len(owner), c), hi)
+    box_lo, box_hi = first_lo[owner], first_hi[owner]
     while len(owner):
         keep = ~state.fooled[owner] & ~state.undecided[owner]
         owner, box_lo, box_hi = owner[keep], box_lo[keep], box_hi[keep]
@@ -148,6 +150,15 @@ class _State:
         self.passes = np.zeros(p, np.int64)
         self.evaluations = 0
         self._cache = None
+        # Each pixel's colour box: the whole cube, or the clean colour +- radius in it.
+        lo, hi = ctx.value_range
+        self.box_lo, self.box_hi = np.full((p, c), lo), np.full((p, c), hi)
+        if ctx.radius is not None:
+            clean = image[tuple(self.pixels.T)].astype(np.float64)
+            self.box_lo = np.maximum(lo, clean - ctx.radius)
+            self.box_hi = np.minimum(hi, clean + ctx.radius)
+            if ctx.integer:
+                self.box_lo, self.box_hi = np.ceil(self.box_lo), np.floor(self.box_hi)
 
     def outcome(self) -> Outcome:
         safe = ~self.fooled & ~self.undecided
@@ -201,16 +212,17 @@ class _State:
     def search(self, owner) -> None:
         """Gradient search over the colour of each pixel in owner, from several starts."""
         ctx = self.ctx
-        c = self.image.shape[-1]
-        lo, hi = ctx.value_range
+        lo, hi = self.box_lo[owner], self.box_hi[owner]
         rng = np.random.default_rng(int(self.goal) * 7919 + len(owner))
         starts = [self.image[tuple(self.pixels[owner].T)].astype(np.float64)]
-        starts += [rng.uniform(lo, hi, (len(owner), c)) for _ in range(ctx.search_starts - 1)]
+        starts += [rng.uniform(lo, hi) for _ in range(ctx.search_starts - 1)]
         owners = np.concatenate([owner] * len(starts))
+        box = self.box_lo[owners], self.box_hi[owners]
         colours = _descend(ctx, self.image, self.label, self.goal, self.pixels[owners],
-                           np.concatenate(starts))  # fmt: skip
+                           np.concatenate(starts), *box)  # fmt: skip
         self.evaluations += len(owners) * ctx.search_steps
-        self.try_colours(owners, _colours(ctx, colours))
+        colours = np.clip(_colours(ctx, colours), *box)
+        self.try_colours(owners, colours)
         self.undecided[self.fooled] = False
 
     def confirm(self) -> None:
@@ -301,39 +313,50 @@ def _full_program(ctx):
     return jax.jit(run)
 
 
-def _descend(ctx, image, label, goal, positions, starts) -> np.ndarray:
+def _descend(ctx, image, label, goal, positions, starts, box_lo, box_hi) -> np.ndarray:
     """The best colour [M, C] along a signed-gradient descent of the attack's log-margin
-    from each start (float colours; rounded by the caller for integer images)."""
+    from each start, inside each candidate's box [box_lo, box_hi] (float colours; the
+    caller rounds them for integer images). Scored incrementally where that pays."""
+    plan = incremental.choose(ctx.predict, image.shape, ctx.evaluation, ctx.params)
+    x = jnp.asarray(image[None], jnp.float32)
+    cache = None if plan is None else incremental.clean_cache(plan, x, ctx.params)
     m = len(positions)
     size = min(ctx.chunk_size, _bucket(m))
     out = []
     for start in range(0, m, size):
         take = np.minimum(np.arange(start, start + size), m - 1)
-        got = _descent_program(ctx)(
-            jnp.asarray(image), jnp.asarray(positions[take], jnp.int32),
-            jnp.asarray(starts[take], jnp.float32), label, goal,
+        got = _descent_program(ctx, plan)(
+            x[0], cache, jnp.asarray(positions[take], jnp.int32),
+            *(jnp.asarray(a[take], jnp.float32) for a in (starts, box_lo, box_hi)), label, goal,
         )  # fmt: skip
         out.append(np.asarray(got)[: m - start])
     return np.concatenate(out)
 
 
 @functools.lru_cache(maxsize=16)
-def _descent_program(ctx):
-    lo, hi = ctx.value_range
+def _descent_program(ctx, plan):
     steps = ctx.search_steps
+    params = ctx.params
 
-    def loss(colour, image, position, label, goal):
-        x = image.astype(jnp.float32).at[position[0], position[1]].set(colour)
-        logp = jnp.log(jnp.maximum(ctx.classify(x[None])[0], 1e-30))
+    def loss(colour, image, cache, position, label, goal):
+        if plan is None:
+            probs = ctx.classify(image.at[position[0], position[1]].set(colour)[None])[0]
+        else:
+            zero = jnp.zeros(1, jnp.int32)
+            probs = incremental.window_probs(
+                plan, cache, zero, position[None], colour[None], params
+            )
+            probs = probs[0]
+        logp = jnp.log(jnp.maximum(probs, 1e-30))
         others = jnp.where(jnp.arange(logp.shape[0]) == goal, -jnp.inf, logp).max()
         return others - logp[goal] if ctx.targeted else logp[goal] - others
 
-    grad = jax.vmap(jax.value_and_grad(loss), in_axes=(0, None, 0, None, None))
+    grad = jax.vmap(jax.value_and_grad(loss), in_axes=(0, None, None, 0, None, None))
 
-    def run(image, positions, colours, label, goal):
+    def run(image, cache, positions, colours, lo, hi, label, goal):
         def body(t, carry):
             colour, best, best_loss = carry
-            value, g = grad(colour, image, positions, label, goal)
+            value, g = grad(colour, image, cache, positions, label, goal)
             better = value < best_loss
             best = jnp.where(better[:, None], colour, best)
             best_loss = jnp.where(better, value, best_loss)
@@ -343,7 +366,7 @@ def _descent_program(ctx):
 
         init = (colours, colours, jnp.full(colours.shape[0], jnp.inf))
         colour, best, best_loss = jax.lax.fori_loop(0, steps, body, init)
-        value, _ = grad(colour, image, positions, label, goal)
+        value, _ = grad(colour, image, cache, positions, label, goal)
         return jnp.where((value < best_loss)[:, None], colour, best)
 
     return jax.jit(run)

@@ -46,7 +46,7 @@ IDENTITY = frozenset("convert_element_type copy copy_p stop_gradient reduce_prec
 # slice by slice.
 POSITIVE_LINEAR = frozenset(
     """reshape transpose broadcast_in_dim squeeze expand_dims rev slice concatenate
-    reduce_sum cumsum dynamic_slice dynamic_update_slice gather select_n""".split()
+    reduce_sum cumsum dynamic_slice dynamic_update_slice gather select_n stack""".split()
 )
 # Steps of a softmax-like head (see the module docstring): ops whose output is positive,
 # ops that keep positive inputs positive, ops that keep the order of classes.

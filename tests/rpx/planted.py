@@ -83,3 +83,21 @@ def nan_model(patch=PATCH, color=RED):
         return jnp.where(near[:, None], jnp.nan, probs)
 
     return predict
+
+
+def hidden_color_model(pixel=(3, 4), color=(100.0, 60.0, 200.0), reach=24.0, offset=1.0):
+    """Two classes: 1 only when `pixel` lies within L1 distance reach - 2 * offset of
+    `color`, a colour far from every corner of the cube (which `rpx.pixel_map` tries),
+    so only a search over all colours finds it; class 1's logit rises towards `color`
+    within `reach`. Written with ReLUs, slices and sums only, ops `rpx.certify` bounds."""
+    r, c = pixel
+    color = jnp.asarray(color, jnp.float32)
+
+    def predict(images):
+        x = jax.lax.slice(images, (0, r, c, 0), (images.shape[0], r + 1, c + 1, 3))
+        x = x.reshape(-1, 3)
+        distance = (jax.nn.relu(x - color) + jax.nn.relu(color - x)).sum(-1)
+        z = 0.5 * jax.nn.relu(reach - distance) - offset
+        return jax.nn.softmax(jnp.stack([jnp.zeros_like(z), z], axis=-1), axis=-1)
+
+    return predict
