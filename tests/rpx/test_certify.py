@@ -60,9 +60,8 @@ def brute_force(predict, images, labels, target):
         x = np.repeat(images[i : i + 1], len(COLORS_0_7), 0)
         x[:, r, c] = COLORS_0_7
         predicted = np.asarray(run(jnp.asarray(x, jnp.float32))).argmax(1)
-        truth[i, r, c] = (predicted == target[i]).any() if target is not None else (
-            predicted != labels[i]
-        ).any()
+        hit = predicted == target[i] if target is not None else predicted != labels[i]
+        truth[i, r, c] = hit.any()
     return truth
 
 
