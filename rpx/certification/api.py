@@ -52,7 +52,7 @@ def certify(
     max_boxes: int = 64,
     chunk_size: int = 256,
     enumerate_below: int = 8,
-    search_starts: int = 2,
+    search_starts: int = 1,
     search_steps: int = 8,
     evaluation: str = "auto",
     progress: bool = True,

@@ -49,10 +49,6 @@ class Context:
     search_steps: int
     evaluation: str
 
-    def classify(self, x):
-        out = self.predict(x) if self.params is None else self.predict(self.params, x)
-        return jnp.asarray(out, jnp.float32)
-
 
 @dataclasses.dataclass
 class Outcome:
@@ -293,14 +289,20 @@ def _full_probs(ctx, image, positions, colours) -> np.ndarray:
     out = []
     for start in range(0, m, size):
         take = np.minimum(np.arange(start, start + size), m - 1)
-        probs = _full_program(ctx)(image, positions[take], colours[take])
+        run = _full_program(ctx.predict, ctx.params is not None)
+        probs = run(image, positions[take], colours[take], ctx.params)
         out.append(np.asarray(probs)[: m - start])
     return np.concatenate(out)[:m]
 
 
+def _classify(predict, params, x):
+    out = predict(x) if params is None else predict(params, x)
+    return jnp.asarray(out, jnp.float32)
+
+
 @functools.lru_cache(maxsize=16)
-def _full_program(ctx):
-    def run(image, positions, colours):
+def _full_program(predict, with_params):
+    def run(image, positions, colours, params):
         image = jnp.asarray(image)
         colours = jnp.asarray(colours).astype(image.dtype)
 
@@ -308,7 +310,7 @@ def _full_program(ctx):
             return image.at[position[0], position[1]].set(colour)
 
         x = jax.vmap(one)(jnp.asarray(positions, jnp.int32), colours).astype(jnp.float32)
-        return ctx.classify(x)
+        return _classify(predict, params if with_params else None, x)
 
     return jax.jit(run)
 
@@ -320,27 +322,30 @@ def _descend(ctx, image, label, goal, positions, starts, box_lo, box_hi) -> np.n
     plan = incremental.choose(ctx.predict, image.shape, ctx.evaluation, ctx.params)
     x = jnp.asarray(image[None], jnp.float32)
     cache = None if plan is None else incremental.clean_cache(plan, x, ctx.params)
+    run = _descent_program(
+        ctx.predict, ctx.params is not None, plan, ctx.targeted, ctx.search_steps
+    )
     m = len(positions)
     size = min(ctx.chunk_size, _bucket(m))
     out = []
     for start in range(0, m, size):
         take = np.minimum(np.arange(start, start + size), m - 1)
-        got = _descent_program(ctx, plan)(
+        got = run(
             x[0], cache, jnp.asarray(positions[take], jnp.int32),
             *(jnp.asarray(a[take], jnp.float32) for a in (starts, box_lo, box_hi)), label, goal,
+            ctx.params,
         )  # fmt: skip
         out.append(np.asarray(got)[: m - start])
     return np.concatenate(out)
 
 
 @functools.lru_cache(maxsize=16)
-def _descent_program(ctx, plan):
-    steps = ctx.search_steps
-    params = ctx.params
-
-    def loss(colour, image, cache, position, label, goal):
+def _descent_program(predict, with_params, plan, targeted, steps):
+    def loss(colour, image, cache, position, label, goal, params):
+        params = params if with_params else None
         if plan is None:
-            probs = ctx.classify(image.at[position[0], position[1]].set(colour)[None])[0]
+            x = image.at[position[0], position[1]].set(colour)[None]
+            probs = _classify(predict, params, x)[0]
         else:
             zero = jnp.zeros(1, jnp.int32)
             probs = incremental.window_probs(
@@ -349,14 +354,14 @@ def _descent_program(ctx, plan):
             probs = probs[0]
         logp = jnp.log(jnp.maximum(probs, 1e-30))
         others = jnp.where(jnp.arange(logp.shape[0]) == goal, -jnp.inf, logp).max()
-        return others - logp[goal] if ctx.targeted else logp[goal] - others
+        return others - logp[goal] if targeted else logp[goal] - others
 
-    grad = jax.vmap(jax.value_and_grad(loss), in_axes=(0, None, None, 0, None, None))
+    grad = jax.vmap(jax.value_and_grad(loss), in_axes=(0, None, None, 0, None, None, None))
 
-    def run(image, cache, positions, colours, lo, hi, label, goal):
+    def run(image, cache, positions, colours, lo, hi, label, goal, params):
         def body(t, carry):
             colour, best, best_loss = carry
-            value, g = grad(colour, image, cache, positions, label, goal)
+            value, g = grad(colour, image, cache, positions, label, goal, params)
             better = value < best_loss
             best = jnp.where(better[:, None], colour, best)
             best_loss = jnp.where(better, value, best_loss)
@@ -366,7 +371,7 @@ def _descent_program(ctx, plan):
 
         init = (colours, colours, jnp.full(colours.shape[0], jnp.inf))
         colour, best, best_loss = jax.lax.fori_loop(0, steps, body, init)
-        value, _ = grad(colour, image, cache, positions, label, goal)
+        value, _ = grad(colour, image, cache, positions, label, goal, params)
         return jnp.where((value < best_loss)[:, None], colour, best)
 
     return jax.jit(run)
