@@ -6,6 +6,8 @@
   their means.
 - `heatmap_figure`: an `rpx.pixel_map` scan drawn over each image; `vulnerable_share`,
   the share of a region's pixels one pixel fools (a pure array function, jit-able).
+- `certificate_figure`: an `rpx.certify` certificate beside each image: proved-safe,
+  fooled and undecided pixels.
 - `save_figure`: write a matplotlib Figure as a PNG, creating its folder.
 
 matplotlib is imported when a figure is drawn, never by `import rpx` or `import
@@ -237,3 +239,71 @@ def heatmap_figure(
         fig.colorbar(heat, ax=axes, shrink=0.6, label="fitness (p[label] or p[target])")
     fig.savefig(path, dpi=100)
     return path
+
+
+# Certificate colours: proved safe, fooled (a confirmed witness), undecided.
+CERTIFICATE_COLORS = {
+    "safe": (0.1, 0.7, 0.2),
+    "fooled": (0.9, 0.1, 0.1),
+    "undecided": (1.0, 0.8, 0.0),
+}
+
+
+def certificate_figure(
+    images,
+    certificate,
+    path: str,
+    *,
+    value_range: tuple[float, float] = (0.0, 255.0),
+    titles=None,
+    columns: int = 6,
+) -> str:
+    """Write a PNG: each image beside its `rpx.Certificate`, every certified pixel
+    coloured proved safe (green), fooled (red) or undecided (yellow), pixels outside the
+    region left as the image shows them.
+
+    Args:
+      images: [N, H, W, C] (C = 1 or 3), values in value_range.
+      certificate: an `rpx.Certificate` of those images.
+      path: where the PNG goes (its folder is created).
+      value_range: (lo, hi) of the image values, for display.
+      titles: N strings; None: the counts of safe / fooled / undecided pixels.
+      columns: images per row (each takes two panels).
+
+    Returns:
+      path.
+    """
+    images = np.asarray(images, np.float32)
+    states = {k: np.asarray(getattr(certificate, k), bool) for k in CERTIFICATE_COLORS}
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"images must be [N, H, W, C] with C in (1, 3), got {images.shape}")
+    n, h, w, _ = images.shape
+    if any(s.shape != (n, h, w) for s in states.values()):
+        raise ValueError(f"certificate must be of images {(n, h, w)}, got {states['safe'].shape}")
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"titles must have one entry per image ({n}), got {len(titles)}")
+    checks.positive_int("columns", columns, 1)
+    lo, hi = value_range
+    shown = np.clip((images - lo) / (hi - lo), 0.0, 1.0)
+    if shown.shape[-1] == 1:
+        shown = np.repeat(shown, 3, axis=-1)
+    cols = min(columns, n)
+    rows = math.ceil(n / cols)
+    fig = _figure(figsize=(3.6 * cols, 2.0 * rows))
+    axes = fig.subplots(rows, 2 * cols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i in range(n):
+        left, right = axes[i // cols, 2 * (i % cols)], axes[i // cols, 2 * (i % cols) + 1]
+        left.imshow(shown[i], interpolation="nearest")
+        painted = 0.35 * shown[i]
+        for name, color in CERTIFICATE_COLORS.items():
+            painted = np.where(states[name][i][..., None], color, painted)
+        right.imshow(painted, interpolation="nearest")
+        counts = " / ".join(str(int(states[k][i].sum())) for k in CERTIFICATE_COLORS)
+        right.set_title(titles[i] if titles is not None else counts, fontsize=8)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=c, label=k) for k, c in CERTIFICATE_COLORS.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    return save_figure(fig, path)
