@@ -462,7 +462,9 @@ def _row_step(walk: BoundWalk, eqn, ins) -> bool:
         return ins[0].abs.kind in FORMS and ins[0].abs.shape == walk.out_shape
     if name in ("sub", "add", "mul", "div") and len(ins) == 2:
         x, y = ins
-        return x.abs.kind in FORMS and x.abs.shape == walk.out_shape and _per_row(walk, y, name)
+        # (a constant per-row step is followed exactly by the linear rules instead)
+        logits = x.abs.kind in FORMS and x.abs.shape == walk.out_shape
+        return logits and y.abs.kind != "const" and _per_row(walk, y, name)
     return False
 
 

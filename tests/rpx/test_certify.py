@@ -2,6 +2,7 @@
 force over every colour of a small colour set), invariants and bad input."""
 
 import itertools
+import os
 
 import flax.linen as nn
 import jax
@@ -13,22 +14,28 @@ import rpx
 from rpx.certification import bounds
 from tests.rpx import planted
 
+ASSETS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "train", "assets"
+)
 COLORS_0_7 = np.array(list(itertools.product(range(8), repeat=3)), np.uint8)
 
 
 class SmallNet(nn.Module):
     """Strided, dilated and grouped convs, max and average pools, a residual add, a
-    per-channel affine map, mean and max over the map, concatenation, a dense head."""
+    per-channel affine map, a monotone activation, mean and max over the map, a
+    transpose and a flatten, concatenation, a dense head."""
 
     @nn.compact
     def __call__(self, x):
         x = nn.relu(nn.Conv(6, (3, 3))(x * 1.5 - 5.0))
+        x = x + jnp.tanh(nn.Conv(6, (3, 3), kernel_dilation=(2, 2), padding="SAME")(x))
         y = nn.max_pool(x, (2, 2), (2, 2))
         y = nn.relu(nn.Conv(6, (3, 3), padding="SAME", feature_group_count=2)(y)) + y
         y = nn.avg_pool(y, (2, 2), (1, 1), padding="SAME")
         y = y * jnp.linspace(0.5, 1.5, 6) - 0.1
-        y = nn.relu(nn.Conv(6, (2, 2), strides=(2, 2), kernel_dilation=(1, 1))(y))
-        z = jnp.concatenate([y.mean((1, 2)), y.max((1, 2))], -1)
+        y = nn.relu(nn.Conv(6, (2, 2), strides=(2, 2))(y))
+        flat = jnp.transpose(y, (0, 3, 1, 2)).reshape(y.shape[0], -1)
+        z = jnp.concatenate([y.mean((1, 2)), y.max((1, 2)), 0.1 * flat], -1)
         return nn.Dense(4)(z)
 
 
@@ -228,3 +235,32 @@ def test_the_gradient_search_finds_a_colour_inside_the_corners_hull():
     assert np.abs(np.asarray(cert.witness)[0, 2, 2] - [40, 200, 90]).sum() < 40
     blind = rpx.certify(predict, images, labels, max_boxes=1, search_steps=0, progress=False)
     assert not bool(blind.fooled[0, 2, 2]) and bool(blind.undecided[0, 2, 2])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("net", ["compact_fast", "allconv", "nin"])
+def test_on_the_shipped_nets_no_safe_pixel_falls_to_random_colours(net):
+    from train.checkpoint import load_parts
+
+    apply, variables, _ = load_parts(os.path.join(ASSETS, f"cifar10_{net}"))
+    data = np.load(os.path.join(ASSETS, "cifar10_test_sample100.npz"))
+    images, labels = data["image"][:1], data["label"][:1].astype(np.int32)
+    region = np.zeros((32, 32), bool)
+    region[12:14, 12:15] = True
+    cert = rpx.certify(
+        apply, images, labels, region, params=variables, radius=2, max_boxes=64,
+        search_steps=4, progress=False,
+    )  # fmt: skip
+    safe = np.argwhere(np.asarray(cert.safe)[0])
+    assert len(safe), "nothing proved: the test would check nothing"
+    rng = np.random.default_rng(0)
+    run = jax.jit(apply)
+    for r, c in safe:
+        clean = images[0, r, c].astype(np.int32)
+        colors = np.clip(clean + rng.integers(-2, 3, (200, 3)), 0, 255)
+        x = np.repeat(images, 200, 0)
+        x[:, r, c] = colors
+        predicted = np.asarray(run(variables, jnp.asarray(x, jnp.float32))).argmax(1)
+        assert (predicted == labels[0]).all()
+    check_invariants(cert, np.broadcast_to(region, (1, 32, 32)), lambda x: apply(variables, x),
+                     images, labels)  # fmt: skip
