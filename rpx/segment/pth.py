@@ -13,7 +13,11 @@ buffer:
   handful of globals a state dict needs (tensor rebuild functions, storage dtypes,
   OrderedDict), the legacy header's and key list's none at all;
 - every storage must hold exactly the elements its id declares (checked before its bytes
-  are read), and every tensor's offset, sizes and strides must stay inside its storage.
+  are read), and every tensor's offset, sizes and strides must stay inside its storage;
+- nothing may make the reader hold much more memory than the file's size: zip records must
+  be stored, as torch.save writes them (a compressed one could inflate without bound), and
+  the tensors together may hold at most twice the file's bytes (views can repeat
+  elements); a zip naming one record twice is ambiguous and refused.
 Any failure, including a truncated or corrupt file, is a ValueError naming the path.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import os
 import pickle
 import struct
@@ -177,6 +182,33 @@ class _Unpickler(pickle.Unpickler):
         return _StorageRef(storage, start, stop)
 
 
+def _tensors(obj):
+    """Every _Tensor in the unpickled object (dicts, lists and tuples searched)."""
+    if isinstance(obj, _Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _tensors(v)
+
+
+def _check_total(obj, file_size: int) -> None:
+    """Refuse tensors that together would hold more than twice the file's bytes.
+
+    Views may repeat elements (stride 0, overlapping or shared storages), so a small file
+    could otherwise describe gigabytes; real state dicts share a storage at most between
+    a few tied tensors.
+    """
+    total = sum(math.prod(t.size) * t.storage.dtype.itemsize for t in _tensors(obj))
+    if total > 2 * file_size:
+        raise _Invalid(
+            f"has tensors of {total} bytes in all, more than twice the file's {file_size} "
+            "(views repeating elements)"
+        )
+
+
 def _materialise(obj):
     """The unpickled object with its tensors turned into numpy arrays."""
     if isinstance(obj, _Tensor):
@@ -190,19 +222,38 @@ def _materialise(obj):
     return obj
 
 
+def _member(archive: zipfile.ZipFile, name: str) -> bytes:
+    """The bytes of a stored (uncompressed) member, which can hold no more than the file does.
+
+    torch.save stores every member; a compressed one could inflate far past the file's own
+    size (a zip bomb), so it is refused before anything is inflated.
+    """
+    info = archive.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise _Invalid(f"has a compressed record {name} (torch.save stores every record)")
+    if info.file_size != info.compress_size:
+        raise _Invalid(f"has a stored record {name} whose sizes disagree")
+    return archive.read(name)
+
+
 def _read_zip(f) -> object:
     """The object of a zip-format file, its storages read and checked."""
     with zipfile.ZipFile(f) as archive:
-        names = set(archive.namelist())
+        listed = archive.namelist()
+        names = set(listed)
+        if len(names) != len(listed):
+            # zipfile would silently read the last of two records with one name.
+            twice = sorted({n for n in listed if listed.count(n) > 1})
+            raise _Invalid(f"has records named twice: {twice[:5]}")
         pickles = [n for n in names if n.endswith("data.pkl")]
         if len(pickles) != 1:
             raise _Invalid(f"has {len(pickles)} data.pkl records, expected 1")
         prefix = pickles[0][: -len("data.pkl")]
         byteorder = prefix + "byteorder"
-        if byteorder in names and archive.read(byteorder).strip() != b"little":
+        if byteorder in names and _member(archive, byteorder).strip() != b"little":
             raise _Invalid("is big-endian, which is not supported")
         storages: dict = {}
-        obj = _Unpickler(io.BytesIO(archive.read(pickles[0])), storages).load()
+        obj = _Unpickler(io.BytesIO(_member(archive, pickles[0])), storages).load()
         for key, storage in storages.items():
             name = f"{prefix}data/{key}"
             if name not in names:
@@ -211,7 +262,7 @@ def _read_zip(f) -> object:
             # The directory's size first, so a huge declared storage is never read; then
             # the bytes themselves, which a crafted directory entry may misstate.
             size = archive.getinfo(name).file_size
-            raw = archive.read(name) if size == nbytes else b""
+            raw = _member(archive, name) if size == nbytes else b""
             if len(raw) != nbytes:
                 raise _Invalid(
                     f"has {size} bytes in {name}, but its storage id declares "
@@ -264,15 +315,19 @@ def _read_legacy(f, file_size: int) -> object:
 
 def _read(f) -> object:
     """The object a torch.save file holds, tensors as numpy arrays."""
+    file_size = os.fstat(f.fileno()).st_size
     head = f.read(max(map(len, _LEGACY_HEADS)))
     if head.startswith(_ZIP_HEAD):
         f.seek(0)
-        return _materialise(_read_zip(f))
-    magic = next((m for m in _LEGACY_HEADS if head.startswith(m)), None)
-    if magic is None:
-        raise _Invalid("is neither a zip nor a legacy torch.save file")
-    f.seek(len(magic))
-    return _materialise(_read_legacy(f, os.fstat(f.fileno()).st_size))
+        obj = _read_zip(f)
+    else:
+        magic = next((m for m in _LEGACY_HEADS if head.startswith(m)), None)
+        if magic is None:
+            raise _Invalid("is neither a zip nor a legacy torch.save file")
+        f.seek(len(magic))
+        obj = _read_legacy(f, file_size)
+    _check_total(obj, file_size)
+    return _materialise(obj)
 
 
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
