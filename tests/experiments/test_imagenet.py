@@ -13,8 +13,8 @@ import train
 from experiments import imagenet, masks
 from experiments.images import ResizedImages, folder_files
 from rpx import segment
-from rpx.segment.pth import save_state_dict
 from tests.experiments.tiny import lock_held_by_another_process, snapshot, tiny_predict
+from tests.rpx.segment.pth_writer import save_state_dict
 from tests.rpx.segment.test_u2net import random_state_dict
 
 CLASSES = 6

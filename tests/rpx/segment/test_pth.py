@@ -18,7 +18,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from rpx.segment.pth import load_state_dict, save_state_dict
+from rpx.segment.pth import load_state_dict
+from tests.rpx.segment.pth_writer import save_state_dict
 
 LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)  # as torch.save writes it
 LEGACY_SLOTS = ["magic", "protocol", "sys_info", "pickle", "keys"]
