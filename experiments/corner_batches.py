@@ -22,9 +22,10 @@ import datetime
 import glob
 import os
 import re
-import tempfile
 
 import numpy as np
+
+from experiments.atomic import write_atomic
 
 _NAME = re.compile(r"maps-(\d{5,})-(\d{5,})\.npz$")
 
@@ -88,28 +89,16 @@ class BatchFolder:
             raise ValueError(f"classes must be int [B, H, W, M] in [-1, 127], got {classes.shape}")
         stop = start + len(classes)
         path = self.path(start, stop)
-        os.makedirs(self.folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(
-                    f,
-                    classes=classes.astype(np.int8),
-                    index=np.asarray(index, np.int32),
-                    label=np.asarray(label, np.int32),
-                    wall_seconds=np.float64(timing["wall_seconds"]),
-                    cpu_seconds=np.float64(timing["cpu_seconds"]),
-                    evaluations=np.int64(timing["evaluations"]),
-                    finished=np.array(_now()),
-                )
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        arrays = dict(
+            classes=classes.astype(np.int8),
+            index=np.asarray(index, np.int32),
+            label=np.asarray(label, np.int32),
+            wall_seconds=np.float64(timing["wall_seconds"]),
+            cpu_seconds=np.float64(timing["cpu_seconds"]),
+            evaluations=np.int64(timing["evaluations"]),
+            finished=np.array(_now()),
+        )
+        write_atomic(path, lambda tmp: np.savez_compressed(tmp, **arrays))
         return path
 
     def read(self, expected_index=None) -> Maps:

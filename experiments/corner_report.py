@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from experiments import paper
+from experiments.atomic import write_atomic
 from experiments.corner_regions import PAPER_REGIONS, REGIONS
 from experiments.figures import count_matrix
 from rpx import plots
@@ -296,36 +296,16 @@ def _pairs_figure(analysis: dict, key: str, path: str, title: str) -> str:
 
 
 def _save(fig, path: str) -> str:
-    """Save `fig` beside `path` (rpx.plots.save_figure, as experiments.figures does) and
-    rename it there."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    os.close(fd)
-    try:
-        plots.save_figure(fig, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 is for a secret, not a report
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def _write_text(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    """Save `fig` to the PNG `path` (rpx.plots.save_figure, as experiments.figures does)."""
+    return write_atomic(path, lambda tmp: plots.save_figure(fig, tmp))
 
 
 def write(folder: str, analysis: dict) -> list[str]:
     """FOLDER/report.md, report.json and figures/*.png; returns their paths."""
     os.makedirs(folder, exist_ok=True)
     written = [os.path.join(folder, "report.md"), os.path.join(folder, "report.json")]
-    _write_text(written[0], markdown(analysis))
-    _write_text(written[1], json.dumps(analysis, indent=1))
+    write_atomic(written[0], markdown(analysis))
+    write_atomic(written[1], json.dumps(analysis, indent=1))
     return written + (
         figures(os.path.join(folder, "figures"), analysis) if analysis["nets"] else []
     )

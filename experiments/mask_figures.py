@@ -16,6 +16,7 @@ import sys
 import cv2
 import numpy as np
 
+from experiments.atomic import write_atomic
 from rpx.segment.grabcut import PATHS
 
 # Outline colour per path (RGB): yellow = rectangle GrabCut, cyan = the same at the larger
@@ -76,7 +77,7 @@ def save_png(path: str, rgb: np.ndarray, palette: bool = True) -> None:
     image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
     if palette:
         image = image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    image.save(path, optimize=True)
+    write_atomic(path, lambda tmp: image.save(tmp, optimize=True))
 
 
 def fraction_histogram(masks: np.ndarray, paths: np.ndarray, path: str, title: str) -> None:
@@ -103,7 +104,7 @@ def fraction_histogram(masks: np.ndarray, paths: np.ndarray, path: str, title: s
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
 
 

@@ -19,9 +19,9 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 
 from experiments import methods
+from experiments.atomic import write_atomic
 
 # The fields that name one attack: one line per distinct key. A record without the
 # method fields (search, init) is the paper's DE with LHS (`experiments.methods`).
@@ -140,21 +140,6 @@ class ResultStore:
         return len(new)
 
 
-def _replace(path: str, data: bytes) -> None:
-    """Write `data` to `path` atomically (a temporary file beside it, then a rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def check_settings(
     workdir: str,
     settings: dict,
@@ -207,7 +192,7 @@ def check_settings(
         models = {**known, **models}
     os.makedirs(workdir, exist_ok=True)
     text = json.dumps({**settings, "models": models}, indent=2, sort_keys=True)
-    _replace(path, text.encode())
+    write_atomic(path, text)
 
 
 def _read_settings(path: str) -> dict:

@@ -74,6 +74,9 @@ def save_masks(path: str, masks, paths, settings: dict, **info) -> None:
                 paths=paths.astype(np.int8),
                 meta=np.array(json.dumps(meta, sort_keys=True)),
             )
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename makes it the cache
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a cache is for everyone to read
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
