@@ -65,7 +65,8 @@ def _main(argv) -> int:
         generations=grid.generations,
         masks=given.settings if given else segment.GrabCutSettings().to_dict(),
     )  # fmt: skip
-    with grid.open_workdir(args.workdir, settings, classifiers.digests(loaded)) as results:
+    shape = images.images.shape[1:3]
+    with grid.open_workdir(args.workdir, settings, loaded, images, shape) as results:
         path = os.path.join(args.workdir, "masks.npz")
         cache = given or masks.workdir_masks(path, images.images, data)
         foreground = lambda idx, _: cache[idx]  # noqa: E731

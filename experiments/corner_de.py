@@ -24,7 +24,7 @@ import numpy as np
 from experiments import corner_regions, corner_stats, methods, paper
 from experiments.corner_batches import BatchFolder
 from experiments.corner_study import mask_path
-from experiments.store import ResultStore
+from experiments.store import ResultStore, recorded_bounds
 from rpx import segment
 
 CELL = dict(pixels=1, attack="untargeted", restriction="table")
@@ -40,7 +40,8 @@ def de_records(workdir: str) -> tuple[dict, dict]:
     with open(path) as f:
         settings = json.load(f)
     rows: dict = {}
-    for r in ResultStore(os.path.join(workdir, "results.jsonl")).records:
+    bounds = recorded_bounds(workdir)  # its records must name the models it records
+    for r in ResultStore(os.path.join(workdir, "results.jsonl"), bounds).records:
         if all(r.get(k) == v for k, v in CELL.items()) and methods.of(r) == methods.DEFAULT:
             rows.setdefault(r["model"], {}).setdefault(r["region"], {})[int(r["image"])] = r
     return settings, rows

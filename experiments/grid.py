@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 import rpx
-from experiments import methods, metrics, scan_targets, store
+from experiments import classifiers, methods, metrics, scan_targets, store
 from experiments.store import ResultStore, record_key
 from rpx import regions
 from rpx.search import INITS, SEARCHES
@@ -119,13 +119,20 @@ class Grid:
             sample_order=self.sample_order,
         )
 
-    def open_workdir(self, workdir: str, settings: dict, digests: dict):
+    def open_workdir(self, workdir: str, settings: dict, loaded: dict, images, shape):
         """`store.open_workdir` for this grid's run: `settings` (the data's, the
         budget's) with the method flags added, which read as `SETTING_DEFAULTS` in a
         workdir made before them and may name methods the workdir lacks
-        (`METHOD_SETTINGS`); `digests`: {classifier name: parameter digest}."""
+        (`METHOD_SETTINGS`); `loaded`: `experiments.classifiers.load`'s classifiers
+        (their digests recorded, their classes bounding the records'); `images`
+        (`experiments.images`, `images.total` of them) of (H, W) `shape`."""
         settings = {**settings, **self.settings()}
-        return store.open_workdir(workdir, settings, digests, SETTING_DEFAULTS, METHOD_SETTINGS)
+        digests = classifiers.digests(loaded)
+        classes = {name: info["num_classes"] for name, (_, info) in loaded.items()}
+        bounds = store.Bounds(images=images.total, shape=tuple(shape), classes=classes)
+        return store.open_workdir(
+            workdir, settings, digests, SETTING_DEFAULTS, METHOD_SETTINGS, bounds
+        )
 
     def budget_line(self, paper_samples: int) -> str:
         """One line stating the budget, flagged when smaller than the paper's."""

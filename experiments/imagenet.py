@@ -72,7 +72,8 @@ def _main(argv) -> int:
         generations=grid.generations, image_size=images.size,
         u2net=masks.file_identity(args.u2net), u2net_size=args.u2net_size,
     )  # fmt: skip
-    with grid.open_workdir(args.workdir, settings, classifiers.digests(loaded)) as results:
+    shape = (images.size, images.size)
+    with grid.open_workdir(args.workdir, settings, loaded, images, shape) as results:
         run_grid(grid, results, images, loaded, foreground)
         header = f"# ImageNet results\n\n{budget}; data {images.name}."
         written = [tables.write_table(args.workdir, results.records, header, table3=True)]

@@ -280,3 +280,49 @@ def test_labels_outside_the_classifiers_classes(tmp_path, tiny, capsys):
     assert "labels in [0, " in err and "outside the 10 classes [0, 9] of classifier 'tiny'" in err
     assert err.count("\n") == 1
     assert not (tmp_path / "w").exists()
+
+
+# Issue 22 item 4: every record is checked against the workdir (data, classifier, settings).
+
+EDITS = {
+    "image past the data": (dict(image=10**6), "field 'image' holds 1000000: not an index"),
+    "negative image": (dict(image=-1), "field 'image' holds -1: not an index"),
+    "label past the classes": (dict(label=10), "field 'label' holds 10: not a class index"),
+    "predicted past the classes": (dict(predicted=12), "field 'predicted'"),
+    "top class past the classes": (dict(adv_top=[0, 99]), "field 'adv_top'"),
+    "position outside the image": (dict(positions=[[32, 0]]), "inside 32 x 32 images"),
+    "position not a pair": (dict(positions=[[1, 2, 3]]), "field 'positions'"),
+    "two positions for one pixel": (dict(positions=[[1, 2], [3, 4]]), "field 'positions'"),
+    "colour not a number": (dict(colors=[["red", 0, 0]]), "field 'colors'"),
+    "model not in settings.json": (dict(model="other"), "not among the classifiers"),
+    "num_classes of another model": (dict(num_classes=1000), "field 'num_classes'"),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_a_record_outside_the_workdir_is_refused_naming_its_line(data, copy, tiny, capsys, edit):
+    changes, message = EDITS[edit]
+    results = os.path.join(copy, "results.jsonl")
+    lines = open(results).read().splitlines(keepends=True)
+    with open(results, "w") as f:
+        f.write(lines[0] + json.dumps({**json.loads(lines[1]), **changes}) + "\n")
+    before = snapshot(copy)
+    assert cifar.main(argv(data[0], copy, "--samples=3")) == 2
+    err = capsys.readouterr().err
+    assert f"{results}:2: not a result record" in err and message in err, err
+    assert err.count("\n") == 1
+    assert snapshot(copy) == {**before, "run.lock": snapshot(copy)["run.lock"]}
+
+
+def test_two_lines_of_one_attack_with_other_content_are_refused(data, copy, tiny, capsys):
+    results = os.path.join(copy, "results.jsonl")
+    lines = open(results).read().splitlines(keepends=True)
+    other = json.dumps({**json.loads(lines[0]), "success": not json.loads(lines[0])["success"]})
+    with open(results, "w") as f:
+        f.write(lines[0] + lines[1] + lines[0] + other + "\n")  # a repeat is harmless
+    before = snapshot(copy)
+    assert cifar.main(argv(data[0], copy, "--samples=3")) == 2
+    err = capsys.readouterr().err
+    assert f"{results}:4: the attack of line 1 again with other content" in err, err
+    assert err.count("\n") == 1
+    assert snapshot(copy) == {**before, "run.lock": snapshot(copy)["run.lock"]}
