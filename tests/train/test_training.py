@@ -146,6 +146,18 @@ def test_killed_mid_epoch_resumes_from_the_mid_epoch_checkpoint(tmp_path, traine
     assert resumed["test_loss"] == pytest.approx(trained[1]["test_loss"], rel=1e-4)
 
 
+def test_resume_refuses_a_checkpoint_whose_weights_changed(tmp_path):
+    first = loop.fit(_config(tmp_path, "rot", stop_after=0.0))
+    assert first["step"] == 1
+    meta_path = tmp_path / "rot" / "checkpoints" / "1" / "meta" / "metadata"
+    meta = json.loads(meta_path.read_text())
+    assert meta["digest"].startswith("sha256:")  # every save records one
+    # The weights on disk no longer match their digest (as after a bit flip).
+    meta_path.write_text(json.dumps({**meta, "digest": "sha256:" + "0" * 64}))
+    with pytest.raises(ValueError, match=r"workdir '.*rot': the checkpoint at step 1 holds other"):
+        loop.fit(_config(tmp_path, "rot"))
+
+
 def test_workdir_of_another_model_is_refused(trained):
     tmp_path, _ = trained
     other = dataclasses.replace(_config(tmp_path), model="compact", image_size=8)
