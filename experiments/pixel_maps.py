@@ -44,11 +44,11 @@ def _main(argv) -> int:
     predict, info = loaded["m"]
     data = rpx.segment.data_identity(images.images, images.labels)
     given = masks.given_masks(args.masks, data) if args.masks else None
+    # Data the classifier gets entirely wrong is refused before the workdir is touched.
+    idx, clean = pick_samples(predict, images, grid.samples, grid.seed)
     with store.locked(args.workdir):
-        os.makedirs(os.path.join(args.workdir, "figures"), exist_ok=True)
         path = os.path.join(args.workdir, "masks.npz")
         cache = given or masks.workdir_masks(path, images.images, data)
-        idx, clean = pick_samples(predict, images, grid.samples, grid.seed)
         x, y, fg = images.images[idx], clean.argmax(1).astype(np.int32), np.asarray(cache[idx])
         print(budget := grid.budget_line(paper_samples=500))
         scan, out = scan_vs_de.compare(predict, x, y, fg, grid)

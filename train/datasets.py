@@ -63,6 +63,8 @@ def _check_arrays(images, labels, name: str) -> None:
         raise ValueError(
             f"{name}: `image` has {len(images)} examples but `label` has {len(labels)}"
         )
+    if not len(images) or not all(images.shape[1:3]):
+        raise ValueError(f"{name}: holds no images (`image` has shape {images.shape})")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"{name}: `label` must be integers, got {labels.dtype}")
     if len(labels) and labels.min() < 0:

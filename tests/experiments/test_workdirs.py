@@ -326,3 +326,39 @@ def test_two_lines_of_one_attack_with_other_content_are_refused(data, copy, tiny
     assert f"{results}:4: the attack of line 1 again with other content" in err, err
     assert err.count("\n") == 1
     assert snapshot(copy) == {**before, "run.lock": snapshot(copy)["run.lock"]}
+
+
+# Issue 22 item 7: data that is not the classifier's is refused before the workdir is made.
+
+
+def test_data_of_another_image_size_is_refused(data, tmp_path, capsys):
+    # The shipped 32 x 32 net pools globally, so it would run on 16 x 16 images.
+    small = tmp_path / "small.npz"
+    np.savez(small, image=data[1][:, ::2, ::2], label=data[2])
+    args = argv(str(small), tmp_path / "w") + [f"--models=compact={COMPACT}"]
+    assert cifar.main(args) == 2
+    err = capsys.readouterr().err
+    assert "was trained on 32 x 32 images, but the data's are 16 x 16" in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "w").exists()
+
+
+def test_an_empty_data_file_is_refused_and_the_right_data_then_runs(data, tmp_path, tiny, capsys):
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, image=np.zeros((0, 32, 32, 3), np.uint8), label=np.zeros(0, np.uint8))
+    assert cifar.main(argv(str(empty), tmp_path / "w")) == 2
+    err = capsys.readouterr().err
+    assert f"--data-file {empty}: holds no images" in err and err.count("\n") == 1
+    assert not (tmp_path / "w").exists()
+    assert cifar.main(argv(data[0], tmp_path / "w")) == 0
+
+
+def test_data_no_image_of_which_is_classified_right_leaves_no_workdir(tmp_path, tiny, capsys):
+    images, labels = mock_cifar(str(tmp_path / "d.npz"))
+    predicted = np.asarray(tiny_predict()(images.astype(np.float32))).argmax(1)
+    np.savez(tmp_path / "d.npz", image=images, label=((predicted + 1) % 10).astype(np.uint8))
+    assert cifar.main(argv(str(tmp_path / "d.npz"), tmp_path / "w")) == 2
+    err = capsys.readouterr().err
+    assert "classifier 'tiny' on" in err and "no image is classified correctly" in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "w").exists()
