@@ -49,15 +49,8 @@ def cifar10_test(data_file: str | None = None, data_dir: str | None = None) -> A
         images, labels = datasets.load_arrays("cifar10", "test", data_dir)
         return ArrayImages(images, labels, f"cifar10/test from {data_dir or 'tfds'}")
     flag = f"--data-file {data_file}"
-    try:
-        with np.load(data_file, allow_pickle=False) as d:
-            missing = {"image", "label"} - set(d.files)
-            images, labels = (None, None) if missing else (d["image"], d["label"])
-    except Exception as err:  # zip, npy (no .files) and pickle errors: not an npz
-        raise ValueError(f"{flag} is not a readable .npz file ({err})") from None
-    if missing:
-        raise ValueError(f"{flag} has no {sorted(missing)} array(s); it needs `image`, `label`")
-    src = datasets.ArraySource(images, labels, name=flag)
+    arrays = datasets.read_npz(data_file, ("image", "label"), name=flag)
+    src = datasets.ArraySource(arrays["image"], arrays["label"], name=flag)
     return ArrayImages(src.images, src.labels, os.path.abspath(data_file))
 
 

@@ -189,7 +189,7 @@ def test_a_data_file_without_labels_or_not_an_npz(data, tmp_path, no_loading, ca
     np.savez(tmp_path / "nolabel.npz", image=images)
     assert cifar.main(argv(str(tmp_path / "nolabel.npz"), tmp_path / "w")) == 2
     err = capsys.readouterr().err
-    assert "has no ['label'] array" in err and err.count("\n") == 1
+    assert "missing key(s) ['label']" in err and err.count("\n") == 1
     (tmp_path / "text.npz").write_text("not an npz")
     assert cifar.main(argv(str(tmp_path / "text.npz"), tmp_path / "w")) == 2
     err = capsys.readouterr().err
