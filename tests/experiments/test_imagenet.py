@@ -110,6 +110,18 @@ def test_an_unreadable_image_file_is_a_clear_error(tmp_path, folder, monkeypatch
     assert "cannot read" in capsys.readouterr().err
 
 
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(tmp_path):
+    from PIL import Image
+
+    bomb = tmp_path / "images" / "c0" / "bomb.png"
+    os.makedirs(bomb.parent)
+    # 10,000 x 10,000 pixels in a few KB: cv2 would decode it to 300 MB.
+    Image.new("1", (10_000, 10_000)).save(bomb)
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(ValueError, match=r"bomb\.png declares more than 89,478,485 pixels"):
+        ResizedImages(32, str(tmp_path / "images"))(np.array([0]))
+
+
 def test_images_from_an_npz_data_dir_are_resized(tmp_path):
     arrays = np.arange(3 * 40 * 40 * 3, dtype=np.uint32).reshape(3, 40, 40, 3) % 251
     np.savez(tmp_path / "imagenet2012-validation.npz", image=arrays.astype(np.uint8),
