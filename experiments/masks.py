@@ -105,6 +105,19 @@ def _read_u2net_cache(path: str, settings: dict) -> dict:
         ) from None
     if not {"index", "image_sha256"} <= cache.meta.keys():
         raise ValueError(f"{path} records no image indices and digests; remove it")
+    index, digests = cache.meta["index"], cache.meta["image_sha256"]
+    # One dataset index and one image digest per mask: a mask under a wrong or repeated
+    # index would be taken for another image's.
+    if not (
+        isinstance(index, list) and isinstance(digests, list)
+        and len(index) == len(digests) == len(cache) == len(set(map(str, index)))
+        and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in index)
+        and all(isinstance(d, str) and len(d) == 64 for d in digests)
+    ):  # fmt: skip
+        raise ValueError(
+            f"{path} does not record one distinct image index and SHA-256 per mask "
+            f"({len(cache)} masks); remove it"
+        )
     masks = cache[np.arange(len(cache))]
     pairs = zip(cache.meta["index"], masks, cache.meta["image_sha256"], strict=True)
     return {int(i): (m, str(h)) for i, m, h in pairs}

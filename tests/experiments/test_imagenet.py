@@ -192,3 +192,26 @@ def test_u2net_masks_are_tied_to_their_images(tmp_path, folder):
         f.write(b"half a zip")
     with pytest.raises(ValueError, match="is not a U\\^2-Net mask cache"):
         again(np.array([4]), images[:1])
+
+
+@pytest.mark.parametrize(
+    "index, digests",
+    [
+        ([4, 4], ["a" * 64] * 2),  # one index twice: which mask is image 4's?
+        ([4], ["a" * 64] * 2),  # fewer indices than masks
+        ([4, -1], ["a" * 64] * 2),
+        ([4, "7"], ["a" * 64] * 2),
+        ([4, 7], ["a" * 64, 5]),
+    ],
+)
+def test_a_u2net_cache_whose_indices_do_not_fit_its_masks_is_refused(tmp_path, folder, index,
+                                                                      digests):  # fmt: skip
+    cache = str(tmp_path / "masks-u2net.npz")
+    foreground = masks.u2net_masks(folder[1], cache, 32)
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    foreground(np.array([4, 7]), images)
+    settings = segment.MaskCache(cache).settings
+    segment.save_masks(cache, np.zeros((2, 32, 32), bool), None, settings, method="u2net",
+                       index=index, image_sha256=digests)  # fmt: skip
+    with pytest.raises(ValueError, match="does not record one distinct image index and SHA-256"):
+        foreground(np.array([4]), images[:1])
