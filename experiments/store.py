@@ -262,7 +262,7 @@ def check_settings(
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
     models = json.loads(json.dumps(models or {}))
     if os.path.exists(path):
-        old = {**json.loads(json.dumps(defaults or {})), **_read_settings(path)}
+        old = {**json.loads(json.dumps(defaults or {})), **read_settings(path)}
         known = old.pop("models", {})
         grown = {
             k: old[k] + [item for item in settings[k] if item not in old[k]]
@@ -297,12 +297,14 @@ def recorded_bounds(workdir: str, bounds: Bounds = Bounds()) -> Bounds:
     is absent (results without settings are comparable to nothing), unchecked when it
     predates the "models" entry."""
     path = os.path.join(workdir, "settings.json")
-    recorded = _read_settings(path) if os.path.exists(path) else {"models": {}}
+    recorded = read_settings(path) if os.path.exists(path) else {"models": {}}
     known = recorded.get("models")
     return dataclasses.replace(bounds, models=None if known is None else frozenset(known))
 
 
-def _read_settings(path: str) -> dict:
+def read_settings(path: str, required: tuple[str, ...] = ()) -> dict:
+    """The settings.json at `path` (a JSON object, "models" an object if present), holding
+    every `required` key; else ValueError naming the file and what is wrong."""
     try:
         with open(path) as f:
             old = json.load(f)
@@ -310,6 +312,9 @@ def _read_settings(path: str) -> dict:
         raise ValueError(f"{path} is not a settings file ({err})") from None
     if not isinstance(old, dict) or not isinstance(old.get("models", {}), dict):
         raise ValueError(f"{path} is not a settings file (not a JSON object of settings)")
+    missing = [k for k in required if k not in old]
+    if missing:
+        raise ValueError(f"{path} is not the settings of this kind of run (no {missing})")
     return old
 
 
