@@ -233,6 +233,16 @@ def test_flip_tta_averages_each_image_and_its_mirror(trained):
     np.testing.assert_allclose(tta(mirror), tta(x), atol=1e-6)  # mirror-invariant
 
 
+def test_evaluate_refuses_data_of_another_image_size(trained, tmp_path, capsys):
+    images, labels = _separable(6)
+    bigger = np.repeat(np.repeat(images, 2, 1), 2, 2)  # 16 x 16 for a net trained on 8 x 8
+    np.savez(tmp_path / "toy-test.npz", image=bigger, label=labels)
+    assert evaluate_main([str(trained[0] / "run"), "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "test: images are 16 x 16, but" in err and "trained on 8 x 8" in err
+    assert err.count("\n") == 1
+
+
 def test_evaluate_command_reports_the_accuracy_of_the_checkpoint(trained, capsys):
     base, _ = trained
     workdir, data_dir = str(base / "run"), str(base / "data")
