@@ -57,7 +57,8 @@ def _main(argv) -> int:
     loaded = classifiers.load(grid, "cifar10", "--data-dir=DATA", images.images.shape[1:])
     classifiers.check_labels(images.labels, loaded, images.name)
     data = segment.data_identity(images.images, images.labels)
-    given = masks.given_masks(args.masks, data) if args.masks else None
+    shape = images.images.shape[:3]
+    given = masks.given_masks(args.masks, data, shape) if args.masks else None
     budget = grid.budget_line(paper_samples=500)
     print(f"preset {args.preset}: " * bool(args.preset) + budget)
     settings = dict(

@@ -32,13 +32,21 @@ import numpy as np
 from rpx import segment
 
 
-def given_masks(path: str, data: str) -> segment.MaskCache:
+def given_masks(path: str, data: str, shape) -> segment.MaskCache:
     """The --masks cache (any settings) if it holds masks of these images (`data`,
-    `rpx.segment.data_identity`), else ValueError."""
+    `rpx.segment.data_identity`) of (N, H, W) `shape`, else ValueError."""
     try:
-        return segment.MaskCache(path, data=data)
+        return _of_shape(segment.MaskCache(path, data=data), shape)
     except ValueError as err:
         raise ValueError(f"--masks {path}: {err}") from None
+
+
+def _of_shape(cache: segment.MaskCache, shape) -> segment.MaskCache:
+    """`cache` if it holds one mask per image of (N, H, W) `shape`: its `data` record is
+    only what the file says of itself."""
+    if cache.shape != tuple(shape):
+        raise ValueError(f"holds masks [N, H, W] = {cache.shape}, the images are {tuple(shape)}")
+    return cache
 
 
 def workdir_masks(path: str, images: np.ndarray, data: str) -> segment.MaskCache:
@@ -47,7 +55,7 @@ def workdir_masks(path: str, images: np.ndarray, data: str) -> segment.MaskCache
         print(f"segmenting {len(images)} images with GrabCut into {path} ...")
         return segment.build_cache(images, path, dataset="cifar10", data=data)
     try:
-        return segment.MaskCache(path, segment.GrabCutSettings(), data)
+        return _of_shape(segment.MaskCache(path, segment.GrabCutSettings(), data), images.shape[:3])
     except ValueError as err:
         raise ValueError(f"{err}; remove {path} or use another --workdir") from None
 

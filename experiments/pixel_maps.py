@@ -43,7 +43,8 @@ def _main(argv) -> int:
     classifiers.check_labels(images.labels, loaded, images.name)
     predict, info = loaded["m"]
     data = rpx.segment.data_identity(images.images, images.labels)
-    given = masks.given_masks(args.masks, data) if args.masks else None
+    shape = images.images.shape[:3]
+    given = masks.given_masks(args.masks, data, shape) if args.masks else None
     # Data the classifier gets entirely wrong is refused before the workdir is touched.
     idx, clean = pick_samples(predict, images, grid.samples, grid.seed)
     with store.locked(args.workdir):

@@ -362,3 +362,17 @@ def test_data_no_image_of_which_is_classified_right_leaves_no_workdir(tmp_path, 
     assert "classifier 'tiny' on" in err and "no image is classified correctly" in err
     assert err.count("\n") == 1
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("masks_shape", [(24, 16, 16), (20, 32, 32)], ids=["size", "count"])
+def test_masks_of_another_shape_claiming_these_images_are_refused(
+    data, tmp_path, tiny, capsys, masks_shape
+):
+    _, images, labels = data
+    liar = str(tmp_path / "liar.npz")  # records these images' identity over other masks
+    segment.save_masks(liar, np.zeros(masks_shape, bool), None, {},
+                       data=segment.cache.data_identity(images, labels))  # fmt: skip
+    assert cifar.main(argv(data[0], tmp_path / "w", f"--masks={liar}")) == 2
+    err = capsys.readouterr().err
+    assert f"--masks {liar}: holds masks [N, H, W] = {masks_shape}, the images are" in err
+    assert err.count("\n") == 1 and not (tmp_path / "w").exists()
