@@ -44,7 +44,7 @@ FIELD_TYPES = {
     "adv_p_at_clean_top": list, "positions": list, "colors": list,
 }  # fmt: skip
 # Fields a record may hold (a method other than the paper's, see experiments.methods).
-OPTIONAL_TYPES = {"search": str, "init": (str, type(None))}
+OPTIONAL_TYPES = {"search": str, "init": (str, type(None)), "fitness_curve": list}
 LOCK_FILE = "run.lock"
 
 
@@ -126,6 +126,11 @@ def _check_values(r: dict, bounds: Bounds) -> None:
             refuse(field, "not a list of finite numbers")
     if r["confidence"] is not None and not _is_number(r["confidence"]):
         refuse("confidence", "not a finite number")
+    # Fig. 6 stacks the untargeted curves: each a list of fitness values (null: NaN).
+    if r["attack"] == "untargeted":
+        curve = r.get("fitness_curve")
+        if not (curve and all(v is None or _is_number(v) for v in curve)):
+            refuse("fitness_curve", "not the non-empty list of numbers an untargeted attack has")
     # One (row, col) per changed pixel, inside the image; (-1, -1): none changed (empty
     # region). Figures and the corner studies index images with them.
     h, w = bounds.shape or (math.inf, math.inf)

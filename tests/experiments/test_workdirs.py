@@ -296,6 +296,8 @@ EDITS = {
     "colour not a number": (dict(colors=[["red", 0, 0]]), "field 'colors'"),
     "model not in settings.json": (dict(model="other"), "not among the classifiers"),
     "num_classes of another model": (dict(num_classes=1000), "field 'num_classes'"),
+    "fitness curve of text": (dict(fitness_curve=["low"]), "field 'fitness_curve'"),
+    "empty fitness curve": (dict(fitness_curve=[]), "field 'fitness_curve'"),
 }
 
 
