@@ -88,22 +88,6 @@ def cell_key(seed: int, model: str, region: str, pixels: int, method: str):
     return named_key(seed, f"{model}/{region}/{pixels}/{method}")
 
 
-def read_rows(path: str) -> list[dict]:
-    """The lines of --out. A last line cut short by a kill (no newline) is dropped; any
-    other line that is not JSON is a ValueError naming the file and line."""
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        lines = f.read().split("\n")
-    rows = []
-    for number, line in enumerate(lines[:-1], 1):  # lines[-1]: "" or a cut last line
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            raise ValueError(f"{path}, line {number}: not a JSON row ({line[:60]!r})") from None
-    return rows
-
-
 def append_rows(path: str, rows: list[dict]) -> None:
     """Append rows as JSON lines, flushed (a killed run keeps what it wrote); a last line
     cut short by an earlier kill is removed first, so it never merges with a new row."""
@@ -225,7 +209,7 @@ def parse(argv):
 
 def main(argv=None):
     args = parse(argv)
-    done = {tuple(r.get(k) for k in KEY) for r in read_rows(args.out)}
+    done = {tuple(r.get(k) for k in KEY) for r in report.read_rows(args.out)}
     start, lists = time.perf_counter(), {}
     for spec in args.models:
         assets = os.path.join(common.ROOT, "train", "assets")
@@ -250,7 +234,7 @@ def main(argv=None):
                     print(f"{name} k={pixels} {region_name} {method}: {wall:.1f} s", flush=True)
     print(f"total {time.perf_counter() - start:.1f} s")
     rows = [
-        r for r in read_rows(args.out)
+        r for r in report.read_rows(args.out)
         if r["population"] == args.population and r["generations"] == args.generations
         and r["seed"] == args.seed and r["model"] in lists
         and r["image"] in set(lists[r["model"]].tolist())

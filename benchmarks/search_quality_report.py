@@ -28,6 +28,49 @@ REGION_ORDER = ("original", "foreground", "background")
 LABELS = {"de": "DE", "scan": "scan", "scan_de": "scan + DE", "sparse_rs": "Sparse-RS"}
 COLORS = {"de": "tab:blue", "scan": "tab:orange", "scan_de": "tab:green", "sparse_rs": "tab:red"}
 STYLES = {"scan_de": "--"}  # scan + DE follows the scan until the scan ends: dashed over it
+# What every line holds (the module docstring), each field of its type.
+ROW_TYPES = {
+    "model": str, "region": str, "pixels": int, "method": str, "population": int,
+    "generations": int, "seed": int, "image": int, "success": bool, "queries": int,
+    "max_queries": int,
+}  # fmt: skip
+
+
+def check_row(row) -> None:
+    """ValueError naming the field unless `row` is a line of the benchmark: every field
+    of ROW_TYPES of its type, counts non-negative, k >= 1, a known method."""
+    if not isinstance(row, dict):
+        raise ValueError(f"a row is a JSON object, got a {type(row).__name__}")
+    for field, kind in ROW_TYPES.items():
+        v = row.get(field)
+        if not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool):
+            raise ValueError(f"field {field!r} holds {v!r}, not a {kind.__name__}")
+    counts = ("pixels", "population", "generations", "image", "queries", "max_queries")
+    if row["pixels"] < 1 or any(row[f] < 0 for f in counts):
+        raise ValueError("a negative count, or pixels < 1")
+    if row["method"] not in METHOD_ORDER:
+        raise ValueError(f"field 'method' holds {row['method']!r}, not one of {METHOD_ORDER}")
+
+
+def read_rows(path: str) -> list[dict]:
+    """The lines of a results file, each checked (`check_row`). A last line cut short by
+    a kill (no newline) is dropped; any other line that is not a row is a ValueError
+    naming the file and line. A missing file has no rows."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = f.read().split("\n")
+    rows = []
+    for number, line in enumerate(lines[:-1], 1):  # lines[-1]: "" or a cut last line
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            check_row(row)
+        except ValueError as err:
+            raise ValueError(f"{path}, line {number}: not a row ({err}): {line[:60]!r}") from None
+        rows.append(row)
+    return rows
 
 
 def groups(rows: list[dict]) -> dict[tuple, list[dict]]:
@@ -139,18 +182,27 @@ def figure(rows: list[dict], path: str) -> str:
     return plots.save_figure(fig, path, dpi=90)
 
 
-def main(argv=None):
+def main(argv=None) -> int:
+    """The command line; returns the exit status (2 with one line for a bad file)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("results")
     p.add_argument("--figure", default="")
     args = p.parse_args(argv)
-    with open(args.results) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    try:
+        if not os.path.isfile(args.results):
+            raise ValueError(f"{args.results} does not exist or is not a file")
+        rows = read_rows(args.results)
+        if not rows:
+            raise ValueError(f"{args.results} holds no rows")
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(markdown(rows))
     path = args.figure or os.path.join(os.path.dirname(args.results), "success_vs_queries.png")
     print(f"wrote {figure(rows, path)}")
+    return 0
 
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    main()
+    sys.exit(main())

@@ -16,7 +16,7 @@ import os
 import sys
 
 from experiments import classifiers, cli, figures, masks, tables
-from experiments.grid import run_grid
+from experiments.grid import pick_all, run_grid
 from experiments.images import ASSETS, cifar10_test
 
 DEFAULTS = dict(
@@ -57,7 +57,8 @@ def _main(argv) -> int:
     loaded = classifiers.load(grid, "cifar10", "--data-dir=DATA", images.images.shape[1:])
     classifiers.check_labels(images.labels, loaded, images.name)
     data = segment.data_identity(images.images, images.labels)
-    given = masks.given_masks(args.masks, data) if args.masks else None
+    shape = images.images.shape[:3]
+    given = masks.given_masks(args.masks, data, shape) if args.masks else None
     budget = grid.budget_line(paper_samples=500)
     print(f"preset {args.preset}: " * bool(args.preset) + budget)
     settings = dict(
@@ -65,11 +66,13 @@ def _main(argv) -> int:
         generations=grid.generations,
         masks=given.settings if given else segment.GrabCutSettings().to_dict(),
     )  # fmt: skip
-    with grid.open_workdir(args.workdir, settings, classifiers.digests(loaded)) as results:
+    picks = pick_all(grid, images, loaded)  # bad data refused before the workdir is touched
+    shape = images.images.shape[1:3]
+    with grid.open_workdir(args.workdir, settings, loaded, images, shape) as results:
         path = os.path.join(args.workdir, "masks.npz")
         cache = given or masks.workdir_masks(path, images.images, data)
         foreground = lambda idx, _: cache[idx]  # noqa: E731
-        run_grid(grid, results, images, loaded, foreground)
+        run_grid(grid, results, images, loaded, foreground, picks)
         header = f"# CIFAR-10 results\n\n{budget}; data {images.name} ({data})."
         written = [tables.write_table(args.workdir, results.records, header, num_targets=9)]
         written += figures.write_figures(args.workdir, results.records, images,

@@ -33,6 +33,14 @@ def load(grid, dataset: str, data_flag: str, image_shape) -> dict:
             ) from None
         except ValueError as err:
             raise ValueError(f"classifier {name!r}: {err}") from None
+        # A net with global pooling runs on any size, so the wrong data would run to a
+        # full table; the checkpoint records the size it was trained on.
+        size = info.get("image_size")
+        if size is not None and tuple(image_shape[:2]) != (size, size):
+            raise ValueError(
+                f"classifier {name!r} ({workdir}) was trained on {size} x {size} images, but "
+                f"the data's are {image_shape[0]} x {image_shape[1]}: not this classifier's data"
+            )
         num_classes, parameters = identity(predict, image_shape)
         out[name] = predict, dict(info, num_classes=num_classes, parameters=parameters)
     return out

@@ -12,12 +12,11 @@ were like.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
-from experiments import corner_de, corner_exact, corner_regions, corner_stats
+from experiments import corner_de, corner_exact, corner_regions, corner_stats, store
 from experiments.corner_batches import BatchFolder
 from experiments.corner_study import mask_path
 from rpx import segment
@@ -48,11 +47,7 @@ def read_settings(workdir: str) -> dict:
     path = os.path.join(workdir, "settings.json")
     if not os.path.isfile(path):
         raise ValueError(f"--workdir {workdir} holds no corner-map run (no settings.json)")
-    with open(path) as f:
-        settings = json.load(f)
-    if "scan" not in settings or "models" not in settings:
-        raise ValueError(f"{path} is not the settings of a corner-map run")
-    return settings
+    return store.read_settings(path, ("scan", "models", "data"))
 
 
 def analyse(workdir: str, resamples: int = 2000, seed: int = 0, de=None) -> dict:

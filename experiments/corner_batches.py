@@ -22,9 +22,10 @@ import datetime
 import glob
 import os
 import re
-import tempfile
 
 import numpy as np
+
+from experiments.atomic import write_atomic
 
 _NAME = re.compile(r"maps-(\d{5,})-(\d{5,})\.npz$")
 
@@ -88,28 +89,16 @@ class BatchFolder:
             raise ValueError(f"classes must be int [B, H, W, M] in [-1, 127], got {classes.shape}")
         stop = start + len(classes)
         path = self.path(start, stop)
-        os.makedirs(self.folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(
-                    f,
-                    classes=classes.astype(np.int8),
-                    index=np.asarray(index, np.int32),
-                    label=np.asarray(label, np.int32),
-                    wall_seconds=np.float64(timing["wall_seconds"]),
-                    cpu_seconds=np.float64(timing["cpu_seconds"]),
-                    evaluations=np.int64(timing["evaluations"]),
-                    finished=np.array(_now()),
-                )
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        arrays = dict(
+            classes=classes.astype(np.int8),
+            index=np.asarray(index, np.int32),
+            label=np.asarray(label, np.int32),
+            wall_seconds=np.float64(timing["wall_seconds"]),
+            cpu_seconds=np.float64(timing["cpu_seconds"]),
+            evaluations=np.int64(timing["evaluations"]),
+            finished=np.array(_now()),
+        )
+        write_atomic(path, lambda tmp: np.savez_compressed(tmp, **arrays))
         return path
 
     def read(self, expected_index=None) -> Maps:
@@ -123,8 +112,7 @@ class BatchFolder:
                     part = {k: d[k] for k in d.files}
             except Exception as err:  # zip and key errors alike: not a batch file
                 raise ValueError(f"{path} is not a corner-map batch ({err}); remove it") from None
-            if len(part["index"]) != stop - start or len(part["classes"]) != stop - start:
-                raise ValueError(f"{path} holds {len(part['index'])} images, not {stop - start}")
+            _check_batch(path, part, stop - start, parts[0]["classes"] if parts else None)
             if expected_index is not None:
                 want = np.asarray(expected_index)[start:stop]  # shorter past the list's end
                 if not np.array_equal(want, part["index"][: len(want)]):
@@ -148,6 +136,42 @@ class BatchFolder:
             )
         cat = {k: np.concatenate([p[k] for p in parts]) for k in ("classes", "index", "label")}
         return Maps(cat["classes"], cat["index"], cat["label"], batches)
+
+
+# What `BatchFolder.write` stores: name -> (rank, numpy kind codes allowed).
+_FIELDS = {
+    "classes": (4, "i"), "index": (1, "iu"), "label": (1, "iu"), "wall_seconds": (0, "f"),
+    "cpu_seconds": (0, "f"), "evaluations": (0, "iu"), "finished": (0, "U"),
+}  # fmt: skip
+
+
+def _check_batch(path: str, part: dict, size: int, first) -> None:
+    """ValueError naming `path` unless it holds every field of a batch of `size` images
+    (ranks, kinds, lengths), class maps in [-1, 127] shaped as the `first` batch's."""
+    missing = sorted(set(_FIELDS) - set(part))
+    if missing:
+        raise ValueError(f"{path} is not a corner-map batch (no {missing}); remove it")
+    for name, (rank, kinds) in _FIELDS.items():
+        a = part[name]
+        if a.ndim != rank or a.dtype.kind not in kinds:
+            raise ValueError(
+                f"{path} is not a corner-map batch ({name} is {a.dtype} {a.shape}); remove it"
+            )
+    for name in ("classes", "index", "label"):
+        if len(part[name]) != size:
+            raise ValueError(
+                f"{path} holds {len(part[name])} {name} rows, not {size}: cut short; remove it"
+            )
+    classes = part["classes"]
+    if classes.size and (classes.min() < -1 or classes.max() > 127):
+        raise ValueError(f"{path} holds classes outside [-1, 127]; remove it")
+    if size and (part["index"].min() < 0 or part["label"].min() < 0):
+        raise ValueError(f"{path} holds negative image indices or labels; remove it")
+    if first is not None and classes.shape[1:] != first.shape[1:]:
+        raise ValueError(
+            f"{path} holds maps of {classes.shape[1:]}, the other batches "
+            f"{first.shape[1:]}: another run's; remove it"
+        )
 
 
 def _now() -> str:

@@ -17,15 +17,14 @@ and paper region, sets them beside the maps on the same images:
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
-from experiments import corner_exact, corner_regions, corner_stats, methods, paper
+from experiments import corner_exact, corner_regions, corner_stats, methods, paper, store
 from experiments.corner_batches import BatchFolder
 from experiments.corner_study import mask_path
-from experiments.store import ResultStore
+from experiments.store import ResultStore, recorded_bounds
 from rpx import segment
 
 CELL = dict(pixels=1, attack="untargeted", restriction="table")
@@ -38,10 +37,10 @@ def de_records(workdir: str) -> tuple[dict, dict]:
     path = os.path.join(workdir, "settings.json")
     if not os.path.isfile(path):
         raise ValueError(f"--de {workdir} holds no experiments.cifar run (no settings.json)")
-    with open(path) as f:
-        settings = json.load(f)
+    settings = store.read_settings(path, ("data", "models", "population", "generations"))
     rows: dict = {}
-    for r in ResultStore(os.path.join(workdir, "results.jsonl")).records:
+    bounds = recorded_bounds(workdir)  # its records must name the models it records
+    for r in ResultStore(os.path.join(workdir, "results.jsonl"), bounds).records:
         if all(r.get(k) == v for k, v in CELL.items()) and methods.of(r) == methods.DEFAULT:
             rows.setdefault(r["model"], {}).setdefault(r["region"], {})[int(r["image"])] = r
     return settings, rows
@@ -53,8 +52,8 @@ def compare(maps_workdir: str, de_workdirs, resamples: int = 2000, seed: int = 0
     workdirs (a list, or one path) hold, on the images DE attacked (all must be in the net's maps).
     ValueError when a DE workdir holds other images than the maps or another budget than
     the others, a net comes from two workdirs, or DE images are not mapped."""
-    with open(os.path.join(maps_workdir, "settings.json")) as f:
-        maps_settings = json.load(f)
+    path = os.path.join(maps_workdir, "settings.json")
+    maps_settings = store.read_settings(path, ("data", "models", "masks"))
     rows, budgets = {}, set()
     de_workdirs = [de_workdirs] if isinstance(de_workdirs, str) else list(de_workdirs)
     for workdir in de_workdirs:

@@ -10,12 +10,12 @@ fig5_reached_pairs.png (count matrices). Each is written beside its target and r
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from experiments import paper
+from experiments.atomic import write_atomic
 from experiments.corner_regions import PAPER_REGIONS, REGIONS
 from experiments.figures import count_matrix
 from rpx import plots
@@ -131,20 +131,8 @@ def _pairs_figure(analysis: dict, key: str, path: str, title: str) -> str:
 
 
 def _save(fig, path: str) -> str:
-    """Save `fig` beside `path` (rpx.plots.save_figure, as experiments.figures does) and
-    rename it there."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    os.close(fd)
-    try:
-        plots.save_figure(fig, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 is for a secret, not a report
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    """Write `fig` to the PNG `path` at once (`experiments.atomic.write_atomic`)."""
+    return write_atomic(path, lambda tmp: plots.save_figure(fig, tmp))
 
 
 def figures(fig: str, analysis: dict) -> list[str]:

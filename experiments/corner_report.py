@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 from experiments import paper
+from experiments.atomic import write_atomic
 from experiments.corner_figures import figures, most_targets
 from experiments.corner_regions import PAPER_REGIONS, REGIONS
 
@@ -239,20 +239,12 @@ def _matrix(m) -> list[str]:
     ]
 
 
-def _write_text(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def write(folder: str, analysis: dict) -> list[str]:
     """FOLDER/report.md, report.json and figures/*.png; returns their paths."""
     os.makedirs(folder, exist_ok=True)
     written = [os.path.join(folder, "report.md"), os.path.join(folder, "report.json")]
-    _write_text(written[0], markdown(analysis))
-    _write_text(written[1], json.dumps(analysis, indent=1))
+    write_atomic(written[0], markdown(analysis))
+    write_atomic(written[1], json.dumps(analysis, indent=1))
     return written + (
         figures(os.path.join(folder, "figures"), analysis) if analysis["nets"] else []
     )

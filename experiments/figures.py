@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from experiments import methods, metrics
+from experiments.atomic import write_atomic
 from rpx import plots
 from rpx.regions import mask as region_mask
 
@@ -61,7 +62,7 @@ def target_count_bars(shares: dict, path: str, title: str = "") -> str:
         ax.set_xticks(np.arange(len(next(iter(shares.values())))))
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    return plots.save_figure(fig, path)
+    return write_atomic(path, lambda tmp: plots.save_figure(fig, tmp))
 
 
 def class_pairs_heatmaps(matrices: dict, path: str, title: str = "") -> str:
@@ -89,7 +90,7 @@ def class_pairs_heatmaps(matrices: dict, path: str, title: str = "") -> str:
             count_matrix(ax, m, max(1, m.max()), fontsize=7, annotate=m.shape[0] <= 12)
             ax.set_title(f"{r} / {c}", fontsize=9)
     fig.suptitle(title)
-    return plots.save_figure(fig, path)
+    return write_atomic(path, lambda tmp: plots.save_figure(fig, tmp))
 
 
 def count_matrix(ax, m, vmax, fontsize: int, annotate: bool = True) -> None:
@@ -174,7 +175,7 @@ def _model_figures(folder, name, title, model, mrecs, images, class_names, num_t
         path = os.path.join(folder, f"fig6_fitness_{name}.png")
         px = unt[0]["pixels"]
         heading = f"{title}: untargeted {px}-pixel, images successful in all regions"
-        out.append(plots.fitness_plot(curves, path, heading))
+        out.append(write_atomic(path, lambda tmp: plots.fitness_plot(curves, tmp, heading)))
         out.append(_examples(folder, name, title, unt, images, class_names, foreground))
     return out
 
@@ -201,6 +202,9 @@ def _examples(folder, stem, title, unt, images, class_names, foreground, per_reg
         regions = np.stack([region_mask(r["region"], m) for r, m in zip(chosen, fg, strict=True)])
     positions = np.array([r["positions"] for r in chosen])
     path = os.path.join(folder, f"examples_{stem}.png")
-    return plots.adversarial_grid(
-        adv, positions, titles, path, title=f"{title}: examples", regions=regions
+    return write_atomic(
+        path,
+        lambda tmp: plots.adversarial_grid(
+            adv, positions, titles, tmp, title=f"{title}: examples", regions=regions
+        ),
     )

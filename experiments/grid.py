@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 import rpx
-from experiments import methods, metrics, scan_targets, store
+from experiments import classifiers, methods, metrics, scan_targets, store
 from experiments.store import ResultStore, record_key
 from rpx import regions
 from rpx.search import INITS, SEARCHES
@@ -119,13 +119,20 @@ class Grid:
             sample_order=self.sample_order,
         )
 
-    def open_workdir(self, workdir: str, settings: dict, digests: dict):
+    def open_workdir(self, workdir: str, settings: dict, loaded: dict, images, shape):
         """`store.open_workdir` for this grid's run: `settings` (the data's, the
         budget's) with the method flags added, which read as `SETTING_DEFAULTS` in a
         workdir made before them and may name methods the workdir lacks
-        (`METHOD_SETTINGS`); `digests`: {classifier name: parameter digest}."""
+        (`METHOD_SETTINGS`); `loaded`: `experiments.classifiers.load`'s classifiers
+        (their digests recorded, their classes bounding the records'); `images`
+        (`experiments.images`, `images.total` of them) of (H, W) `shape`."""
         settings = {**settings, **self.settings()}
-        return store.open_workdir(workdir, settings, digests, SETTING_DEFAULTS, METHOD_SETTINGS)
+        digests = classifiers.digests(loaded)
+        classes = {name: info["num_classes"] for name, (_, info) in loaded.items()}
+        bounds = store.Bounds(images=images.total, shape=tuple(shape), classes=classes)
+        return store.open_workdir(
+            workdir, settings, digests, SETTING_DEFAULTS, METHOD_SETTINGS, bounds
+        )
 
     def budget_line(self, paper_samples: int) -> str:
         """One line stating the budget, flagged when smaller than the paper's."""
@@ -214,12 +221,32 @@ def named_key(seed: int, name: str):
     return jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
+def pick_all(grid: Grid, images, classifiers: dict, log: Callable[[str], None] = print) -> dict:
+    """{model: (indices int [M], clean probs float32 [M, K])}: `pick_samples` for every
+    model of the grid. Run before the workdir is opened, so data that some classifier
+    gets entirely wrong (another dataset, labels in another order) is refused before
+    anything is written there; ValueError names the model."""
+    picks = {}
+    for model, (predict, _) in classifiers.items():
+        try:
+            picks[model] = pick_samples(
+                predict, images, grid.samples, grid.seed, order=grid.sample_order
+            )
+        except ValueError as err:
+            raise ValueError(f"classifier {model!r} on {images.name}: {err}") from None
+        if len(picks[model][0]) < grid.samples:
+            log(f"{model}: only {len(picks[model][0])} test images are classified correctly; "
+                "using them all")  # fmt: skip
+    return picks
+
+
 def run_grid(
     grid: Grid,
     store: ResultStore,
     images,
     classifiers: dict,
     foreground: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    picks: dict,
     log: Callable[[str], None] = print,
 ) -> None:
     """Run every missing row of the grid, appending records to `store` as they finish,
@@ -230,13 +257,12 @@ def run_grid(
         `images(indices int [M]) -> (uint8 [M, H, W, 3], true labels int [M])`.
       classifiers: {model name: (predict, info)} for every model of the grid.
       foreground: (indices [M], images [M, H, W, 3]) -> bool [M, H, W] foreground masks.
+      picks: `pick_all`'s {model: (indices, clean probs)}.
     """
     before, start = len(store), time.perf_counter()
     for model in grid.models:
         predict, _ = classifiers[model]
-        idx, clean = pick_samples(predict, images, grid.samples, grid.seed, order=grid.sample_order)
-        if len(idx) < grid.samples:
-            log(f"{model}: only {len(idx)} test images are classified correctly; using them all")
+        idx, clean = picks[model]
         x = images(idx)[0]
         fg = np.asarray(foreground(idx, x))
         for pixels, restriction, method in itertools.product(

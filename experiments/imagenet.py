@@ -18,7 +18,7 @@ import os
 import sys
 
 from experiments import classifiers, cli, figures, masks, tables
-from experiments.grid import run_grid
+from experiments.grid import pick_all, run_grid
 from experiments.images import ResizedImages
 
 DEFAULTS = dict(
@@ -72,8 +72,10 @@ def _main(argv) -> int:
         generations=grid.generations, image_size=images.size,
         u2net=masks.file_identity(args.u2net), u2net_size=args.u2net_size,
     )  # fmt: skip
-    with grid.open_workdir(args.workdir, settings, classifiers.digests(loaded)) as results:
-        run_grid(grid, results, images, loaded, foreground)
+    picks = pick_all(grid, images, loaded)  # bad data refused before the workdir is touched
+    shape = (images.size, images.size)
+    with grid.open_workdir(args.workdir, settings, loaded, images, shape) as results:
+        run_grid(grid, results, images, loaded, foreground, picks)
         header = f"# ImageNet results\n\n{budget}; data {images.name}."
         written = [tables.write_table(args.workdir, results.records, header, table3=True)]
         written += figures.write_figures(

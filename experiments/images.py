@@ -13,7 +13,9 @@ Both kinds are called as `images(indices int [M]) -> (uint8 [M, H, W, 3], labels
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import warnings
 
 import cv2
 import numpy as np
@@ -49,15 +51,8 @@ def cifar10_test(data_file: str | None = None, data_dir: str | None = None) -> A
         images, labels = datasets.load_arrays("cifar10", "test", data_dir)
         return ArrayImages(images, labels, f"cifar10/test from {data_dir or 'tfds'}")
     flag = f"--data-file {data_file}"
-    try:
-        with np.load(data_file, allow_pickle=False) as d:
-            missing = {"image", "label"} - set(d.files)
-            images, labels = (None, None) if missing else (d["image"], d["label"])
-    except Exception as err:  # zip, npy (no .files) and pickle errors: not an npz
-        raise ValueError(f"{flag} is not a readable .npz file ({err})") from None
-    if missing:
-        raise ValueError(f"{flag} has no {sorted(missing)} array(s); it needs `image`, `label`")
-    src = datasets.ArraySource(images, labels, name=flag)
+    arrays = datasets.read_npz(data_file, ("image", "label"), name=flag)
+    src = datasets.ArraySource(arrays["image"], arrays["label"], name=flag)
     return ArrayImages(src.images, src.labels, os.path.abspath(data_file))
 
 
@@ -100,7 +95,26 @@ class ResizedImages:
 
 
 def _read_rgb(path: str) -> np.ndarray:
-    """uint8 [H, W, 3] RGB of an image file; ValueError naming it when cv2 cannot read it."""
+    """uint8 [H, W, 3] RGB of an image file; ValueError naming it when cv2 cannot read it
+    or its header declares more pixels than Pillow's decompression-bomb limit."""
+    from PIL import Image
+
+    # A small compressed file can declare a huge image, which cv2 would decode in full
+    # (its own limit is 2**30 pixels, 3 GiB); Pillow reads only the header here.
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as header:
+                pixels = header.size[0] * header.size[1]
+    except Image.DecompressionBombError:  # Pillow's own refusal, past twice its limit
+        pixels = math.inf
+    except Exception:  # a format Pillow does not know: cv2 may still read it
+        pixels = 0
+    if pixels > Image.MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"--image-folder: {path} declares more than {Image.MAX_IMAGE_PIXELS:,} pixels: "
+            "a decompression bomb, or a photo to resize first"
+        )
     image = cv2.imread(path)
     if image is None:
         raise ValueError(f"--image-folder: cannot read {path} as an image")

@@ -16,6 +16,7 @@ import sys
 import cv2
 import numpy as np
 
+from experiments.atomic import write_atomic
 from rpx.segment.grabcut import PATHS
 
 # Outline colour per path (RGB): yellow = rectangle GrabCut, cyan = the same at the larger
@@ -76,7 +77,7 @@ def save_png(path: str, rgb: np.ndarray, palette: bool = True) -> None:
     image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
     if palette:
         image = image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    image.save(path, optimize=True)
+    write_atomic(path, lambda tmp: image.save(tmp, optimize=True))
 
 
 def fraction_histogram(masks: np.ndarray, paths: np.ndarray, path: str, title: str) -> None:
@@ -103,12 +104,20 @@ def fraction_histogram(masks: np.ndarray, paths: np.ndarray, path: str, title: s
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (2 with one line for bad input)."""
+    from experiments import cli
+
+    return cli.main_guard(_main, argv)
+
+
+def _main(argv) -> int:
     from rpx.segment.cache import MaskCache
+    from train import datasets
 
     parser = argparse.ArgumentParser(prog="python -m experiments.mask_figures", description=__doc__)
     parser.add_argument("--masks", required=True, help="mask cache .npz")
@@ -118,12 +127,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=2)
     parser.add_argument("--columns", type=int, default=31)
     args = parser.parse_args(argv)
-    cache = MaskCache(args.masks)
-    with np.load(args.images) as data:
-        images = data["image"]
-    if len(cache) < len(images):
-        print(f"error: --masks holds {len(cache)} masks, --images {len(images)}", file=sys.stderr)
-        return 2
+    try:
+        cache = MaskCache(args.masks)
+    except ValueError as err:
+        raise ValueError(f"--masks {args.masks}: {err}") from None
+    flag = f"--images {args.images}"
+    images = datasets.read_npz(args.images, ("image",), name=flag)["image"]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"{flag}: `image` must be uint8 [N, H, W, 3], got {images.dtype} "
+                         f"{images.shape}")  # fmt: skip
+    if len(cache) < len(images) or cache.shape[1:] != images.shape[1:3]:
+        raise ValueError(
+            f"--masks holds {len(cache)} masks of {cache.shape[1:]}, --images "
+            f"{len(images)} images of {images.shape[1:3]}"
+        )
     index = np.arange(len(images))
     masks, paths = cache[index], cache.paths[index]
     os.makedirs(args.out, exist_ok=True)

@@ -32,13 +32,21 @@ import numpy as np
 from rpx import segment
 
 
-def given_masks(path: str, data: str) -> segment.MaskCache:
+def given_masks(path: str, data: str, shape) -> segment.MaskCache:
     """The --masks cache (any settings) if it holds masks of these images (`data`,
-    `rpx.segment.data_identity`), else ValueError."""
+    `rpx.segment.data_identity`) of (N, H, W) `shape`, else ValueError."""
     try:
-        return segment.MaskCache(path, data=data)
+        return _of_shape(segment.MaskCache(path, data=data), shape)
     except ValueError as err:
         raise ValueError(f"--masks {path}: {err}") from None
+
+
+def _of_shape(cache: segment.MaskCache, shape) -> segment.MaskCache:
+    """`cache` if it holds one mask per image of (N, H, W) `shape`: its `data` record is
+    only what the file says of itself."""
+    if cache.shape != tuple(shape):
+        raise ValueError(f"holds masks [N, H, W] = {cache.shape}, the images are {tuple(shape)}")
+    return cache
 
 
 def workdir_masks(path: str, images: np.ndarray, data: str) -> segment.MaskCache:
@@ -47,7 +55,7 @@ def workdir_masks(path: str, images: np.ndarray, data: str) -> segment.MaskCache
         print(f"segmenting {len(images)} images with GrabCut into {path} ...")
         return segment.build_cache(images, path, dataset="cifar10", data=data)
     try:
-        return segment.MaskCache(path, segment.GrabCutSettings(), data)
+        return _of_shape(segment.MaskCache(path, segment.GrabCutSettings(), data), images.shape[:3])
     except ValueError as err:
         raise ValueError(f"{err}; remove {path} or use another --workdir") from None
 
@@ -105,6 +113,19 @@ def _read_u2net_cache(path: str, settings: dict) -> dict:
         ) from None
     if not {"index", "image_sha256"} <= cache.meta.keys():
         raise ValueError(f"{path} records no image indices and digests; remove it")
+    index, digests = cache.meta["index"], cache.meta["image_sha256"]
+    # One dataset index and one image digest per mask: a mask under a wrong or repeated
+    # index would be taken for another image's.
+    if not (
+        isinstance(index, list) and isinstance(digests, list)
+        and len(index) == len(digests) == len(cache) == len(set(map(str, index)))
+        and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in index)
+        and all(isinstance(d, str) and len(d) == 64 for d in digests)
+    ):  # fmt: skip
+        raise ValueError(
+            f"{path} does not record one distinct image index and SHA-256 per mask "
+            f"({len(cache)} masks); remove it"
+        )
     masks = cache[np.arange(len(cache))]
     pairs = zip(cache.meta["index"], masks, cache.meta["image_sha256"], strict=True)
     return {int(i): (m, str(h)) for i, m, h in pairs}

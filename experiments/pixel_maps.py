@@ -19,6 +19,7 @@ import numpy as np
 
 import rpx
 from experiments import classifiers, cli, masks, scan_vs_de, store
+from experiments.atomic import write_atomic
 from experiments.grid import Grid, pick_samples
 from experiments.images import ASSETS, cifar10_test
 from rpx.plots import heatmap_figure
@@ -42,28 +43,31 @@ def _main(argv) -> int:
     classifiers.check_labels(images.labels, loaded, images.name)
     predict, info = loaded["m"]
     data = rpx.segment.data_identity(images.images, images.labels)
-    given = masks.given_masks(args.masks, data) if args.masks else None
+    shape = images.images.shape[:3]
+    given = masks.given_masks(args.masks, data, shape) if args.masks else None
+    # Data the classifier gets entirely wrong is refused before the workdir is touched.
+    idx, clean = pick_samples(predict, images, grid.samples, grid.seed)
     with store.locked(args.workdir):
-        os.makedirs(os.path.join(args.workdir, "figures"), exist_ok=True)
         path = os.path.join(args.workdir, "masks.npz")
         cache = given or masks.workdir_masks(path, images.images, data)
-        idx, clean = pick_samples(predict, images, grid.samples, grid.seed)
         x, y, fg = images.images[idx], clean.argmax(1).astype(np.int32), np.asarray(cache[idx])
         print(budget := grid.budget_line(paper_samples=500))
         scan, out = scan_vs_de.compare(predict, x, y, fg, grid)
         shown = slice(0, min(16, len(idx)))
-        figure = heatmap_figure(
-            x[shown], jax.tree.map(lambda a: a[shown], scan), fg[shown],
+        figure = write_atomic(
             os.path.join(args.workdir, "figures", "heatmaps.png"),
-        )  # fmt: skip
+            lambda tmp: heatmap_figure(
+                x[shown], jax.tree.map(lambda a: a[shown], scan), fg[shown], tmp
+            ),
+        )
         settings = dict(
             model=args.model, classifier=info, data=f"{images.name} ({data})",
             masks=cache.settings, seed=grid.seed, samples=len(idx), dataset_indices=idx.tolist(),
             population=grid.population, generations=grid.generations, budget=budget,
             scan="every pixel x 8 cube corners", scan_evaluations_per_image=int(fg[0].size * 8),
         )  # fmt: skip
-        with open(os.path.join(args.workdir, "pixel_maps.json"), "w") as f:
-            json.dump(dict(settings=settings, **out), f, indent=1, default=str)
+        text = json.dumps(dict(settings=settings, **out), indent=1, default=str)
+        write_atomic(os.path.join(args.workdir, "pixel_maps.json"), text)
     print("\n".join(scan_vs_de.report(out)) + f"; wrote {args.workdir}/pixel_maps.json, {figure}")
     return 0
 

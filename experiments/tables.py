@@ -11,6 +11,7 @@ import math
 import os
 
 from experiments import methods, metrics, paper
+from experiments.atomic import write_atomic
 
 REGION_ORDER = ("original", "foreground", "background")
 
@@ -210,6 +211,4 @@ def write_table(workdir: str, records: list[dict], header: str, num_targets=None
     if ablation:
         text += ["## Ablation: restriction", "", ablation]
     path = os.path.join(workdir, "table.md")
-    with open(path, "w") as f:
-        f.write("\n".join(text))
-    return path
+    return write_atomic(path, "\n".join(text))

@@ -35,7 +35,7 @@ def check_inputs(
     """
     if not callable(predict):
         raise ValueError(f"predict must be callable, got {type(predict).__name__}")
-    images = _as_array(images) if to_device else _as_host(images)
+    images = _as_array(images, "images") if to_device else _as_host(images, "images")
     if images.ndim != 4:
         raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
     kind = images.dtype
@@ -59,7 +59,7 @@ def check_inputs(
             bad = np.flatnonzero(np.reshape(equal, (n, -1)).any(1))
             raise ValueError(f"target must differ from labels; equal at image indices {bad[:10]}")
     if region is not None:
-        region = _as_array(region)
+        region = _as_array(region, "region")
         if region.dtype != bool:
             raise ValueError(f"region must be a bool mask, got dtype {region.dtype}")
         if region.shape not in ((h, w), (n, h, w)):
@@ -184,10 +184,12 @@ def num_classes_of(predict, images_shape, params=None) -> int:
 
 
 def _class_vector(name, values, n, num_classes, columns=False):
-    values = _as_array(values)
+    values = _as_array(values, name)
     if columns:
-        if values.ndim != 2 or values.shape[0] != n:
-            raise ValueError(f"{name} must be [N] or [N, T] with N = {n}, got {values.shape}")
+        if values.ndim != 2 or values.shape[0] != n or values.shape[1] == 0:
+            raise ValueError(
+                f"{name} must be [N] or [N, T] with N = {n} and T >= 1, got {values.shape}"
+            )
     elif values.shape != (n,):
         raise ValueError(f"{name} must be [N] = ({n},), got shape {values.shape}")
     if not jnp.issubdtype(values.dtype, jnp.integer):
@@ -202,12 +204,26 @@ def _class_vector(name, values, n, num_classes, columns=False):
     return values.astype(jnp.int32)
 
 
-def _as_array(x):
-    return x if isinstance(x, jax.Array) else jnp.asarray(x)
+def _as_array(x, name):
+    return x if isinstance(x, jax.Array) else jnp.asarray(_as_host(x, name))
 
 
-def _as_host(x):
-    return x if isinstance(x, jax.Array | np.ndarray) else np.asarray(x)
+def _as_host(x, name):
+    """x as a host array, ValueError naming `name` if JAX would change its values."""
+    if isinstance(x, jax.Array):
+        return x
+    x = np.asarray(x)
+    # Without jax_enable_x64 JAX stores int64 as int32 (uint64 as uint32), wrapping
+    # larger values silently: label 2**32 + 1 would become class 1.
+    kept = jax.dtypes.canonicalize_dtype(x.dtype)
+    if x.dtype.kind in "iu" and kept != x.dtype and x.size:
+        info = np.iinfo(kept)
+        if x.min() < info.min or x.max() > info.max:
+            raise ValueError(
+                f"{name} has values in [{x.min()}, {x.max()}], beyond the {kept} "
+                f"[{info.min}, {info.max}] JAX stores {x.dtype} as"
+            )
+    return x
 
 
 def _concrete(*arrays) -> bool:

@@ -5,18 +5,27 @@ A workdir holds `checkpoints/<step>/` with three items: `model` ({"params",
 classes, input size, epoch, accuracy, the training config). The manager keeps the latest
 checkpoint (for resuming) and the one with the best test accuracy (for use). `model` and
 `meta` alone are enough to load a classifier, so a shipped checkpoint may omit `opt`.
+
+`meta` also records "digest", a SHA-256 of the saved weights (`variables_digest`), and
+loading checks it: orbax reads a bit-flipped data file without complaint (the weights
+come back changed, even NaN), so a mismatch is a ValueError naming the workdir and step.
+A checkpoint saved before digests existed has none and loads unchecked (digests came
+after many runs; refusing them would strand their results); every classifier shipped in
+train/assets carries one (tested).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 from train import models
@@ -60,8 +69,35 @@ def _read_only_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Given directory is read only")
 
 
+def variables_digest(model: dict) -> str:
+    """The digest "sha256:<hex>" of a checkpoint's `model` item ({"params", "batch_stats"}): every
+    array's path, dtype, shape and bytes, in path order (empty collections add nothing)."""
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(model)[0]:
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            leaf = leaf.addressable_data(0)  # training keeps the weights replicated
+        a = np.ascontiguousarray(leaf)
+        digest.update(f"{jax.tree_util.keystr(path)} {a.dtype} {a.shape}\n".encode())
+        digest.update(a.tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def check_digest(workdir: str, step: int, model: dict, meta: dict) -> None:
+    """ValueError naming `workdir` and `step` unless the restored `model` item has the
+    digest `meta` recorded when it was saved (none recorded: an older checkpoint, unchecked)."""
+    saved = meta.get("digest")
+    found = None if saved is None else variables_digest(model)
+    if found != saved:
+        raise ValueError(
+            f"workdir {workdir!r}: the checkpoint at step {step} holds other weights than "
+            f"were saved (their digest is {found}, saved {saved}): the "
+            "files changed on disk (bit rot, an edit or a bad copy); restore them or retrain"
+        )
+
+
 def save(mngr: ocp.CheckpointManager, state, meta: dict, accuracy: float | None) -> None:
-    """Save `state` (a TrainState) at state.step; `accuracy` None marks a mid-epoch save."""
+    """Save `state` (a TrainState) at state.step; `accuracy` None marks a mid-epoch save.
+    `meta` is saved with the weights' digest added."""
     model = {"params": state.params, "batch_stats": state.batch_stats}
     opt = {"step": state.step, "opt_state": state.opt_state}
     mngr.save(
@@ -69,7 +105,7 @@ def save(mngr: ocp.CheckpointManager, state, meta: dict, accuracy: float | None)
         args=ocp.args.Composite(
             model=ocp.args.StandardSave(model),
             opt=ocp.args.StandardSave(opt),
-            meta=ocp.args.JsonSave(meta),
+            meta=ocp.args.JsonSave({**meta, "digest": variables_digest(model)}),
         ),
         metrics=None if accuracy is None else {"accuracy": float(accuracy)},
     )
@@ -87,6 +123,8 @@ def restore_state(mngr: ocp.CheckpointManager, state, step: int):
             opt=ocp.args.StandardRestore({"step": abstract.step, "opt_state": abstract.opt_state}),
         ),
     )
+    workdir = os.path.dirname(str(mngr.directory))
+    check_digest(workdir, step, restored.model, read_meta(mngr, step))
     return state.replace(
         step=restored.opt["step"],
         params=restored.model["params"],
@@ -157,7 +195,8 @@ def load_classifier(workdir: str, step: int | None = None, dtype="float32", flip
     Raises:
       FileNotFoundError: no checkpoint in `workdir`.
       ValueError: the checkpoint is there but cannot be read (truncated or corrupt files,
-        unreadable metadata, an unknown model); the message names the workdir and step.
+        unreadable metadata, an unknown model) or its weights differ from the digest saved
+        with them; the message names the workdir and step.
     """
     apply, variables, info = load_parts(workdir, step, dtype, flip_tta)
     return functools.partial(apply, variables), info
@@ -207,6 +246,7 @@ def load_parts(workdir: str, step: int | None = None, dtype="float32", flip_tta:
             step, args=ocp.args.Composite(model=ocp.args.StandardRestore(target))
         ).model
     mngr.close()
+    check_digest(workdir, step, variables, meta)
     if not variables["batch_stats"]:
         variables = {"params": variables["params"]}
     apply = classifier_apply(meta["model"], meta["num_classes"], jnp.dtype(dtype).name, flip_tta)

@@ -12,7 +12,9 @@ read their data through it; rpx itself reads no datasets. Two sources, one inter
 
 from __future__ import annotations
 
+import math
 import os
+import zipfile
 
 import numpy as np
 
@@ -63,10 +65,57 @@ def _check_arrays(images, labels, name: str) -> None:
         raise ValueError(
             f"{name}: `image` has {len(images)} examples but `label` has {len(labels)}"
         )
+    if not len(images) or not all(images.shape[1:3]):
+        raise ValueError(f"{name}: holds no images (`image` has shape {images.shape})")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"{name}: `label` must be integers, got {labels.dtype}")
     if len(labels) and labels.min() < 0:
         raise ValueError(f"{name}: `label` has negative values (min {labels.min()})")
+
+
+def read_npz(path: str, names: tuple[str, ...], name: str | None = None) -> dict:
+    """{name: array} of the arrays `names` in the .npz at `path`, each header checked
+    against its bytes before anything is read: numpy allocates the shape a header
+    declares, so a small file could otherwise claim terabytes. ValueError starting with
+    `name` (default: the path) for a missing array, an array of Python objects (never
+    unpickled), a header that disagrees with its bytes, or a file that is not an npz."""
+    name = name or path
+    try:
+        with zipfile.ZipFile(path) as archive:
+            listed = archive.namelist()
+            held = [n[: -len(".npy")] for n in listed if n.endswith(".npy")]
+            if len(set(listed)) != len(listed):
+                raise ValueError("it names an array twice")  # which one numpy reads is a guess
+            missing = [n for n in names if n not in held]
+            if missing:
+                raise KeyError(f"missing key(s) {missing}; has {held}")
+            out = {}
+            for array in names:
+                info = archive.getinfo(f"{array}.npy")
+                with archive.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = {
+                        (1, 0): np.lib.format.read_array_header_1_0,
+                        (2, 0): np.lib.format.read_array_header_2_0,
+                    }.get(version)
+                    if read_header is None:
+                        raise ValueError(f"`{array}` is in npy format {version}, not 1.0 or 2.0")
+                    shape, _, dtype = read_header(f)
+                    if dtype.hasobject:
+                        raise ValueError(f"`{array}` holds Python objects, which are never read")
+                    declared = math.prod(shape) * dtype.itemsize
+                    if f.tell() + declared != info.file_size:
+                        raise ValueError(
+                            f"`{array}` declares {dtype} {shape} ({declared} bytes) but holds "
+                            f"{info.file_size - f.tell()} bytes"
+                        )
+                with archive.open(info) as f:
+                    out[array] = np.lib.format.read_array(f, allow_pickle=False)
+    except KeyError as err:
+        raise ValueError(f"{name}: {err.args[0]}") from None
+    except Exception as err:  # zip, npy header and read errors alike: not such an npz
+        raise ValueError(f"{name} is not a readable .npz file ({err})") from None
+    return out
 
 
 def _npz_source(dataset: str, split: str, data_dir: str) -> ArraySource:
@@ -83,12 +132,8 @@ def _npz_source(dataset: str, split: str, data_dir: str) -> ArraySource:
             f"{dataset}-{split}.npz with `image` uint8 [N,H,W,3] and `label` [N]; for "
             f"CIFAR-10 make it with: {DECODE_HINT}"
         )
-    with np.load(path) as npz:
-        missing = {"image", "label"} - set(npz.files)
-        if missing:
-            raise ValueError(f"{path}: missing key(s) {sorted(missing)}; has {npz.files}")
-        images, labels = npz["image"], npz["label"]
-    return ArraySource(images, labels, name=path)
+    arrays = read_npz(path, ("image", "label"))
+    return ArraySource(arrays["image"], arrays["label"], name=path)
 
 
 def _tfds_source(dataset: str, split: str):

@@ -55,6 +55,13 @@ def main(argv=None) -> int:
             images, labels = datasets.load_arrays(
                 args.dataset or info["dataset"], split, args.data_dir
             )
+            # A globally pooled net runs on any size: the wrong data would get a number.
+            size = info["image_size"]
+            if images.shape[1:3] != (size, size):
+                raise ValueError(
+                    f"{split}: images are {images.shape[1]} x {images.shape[2]}, but "
+                    f"{args.workdir} was trained on {size} x {size}: not its data"
+                )
             t0 = time.time()
             acc = accuracy(predict, images, labels, args.batch_size)
             seconds = round(time.time() - t0, 1)

@@ -12,8 +12,9 @@
 from rpx.segment import u2net
 from rpx.segment.cache import MaskCache, build_cache, data_identity, save_masks
 from rpx.segment.grabcut import PATHS, GrabCutSettings, centre_prior, grabcut, path_counts
-from rpx.segment.pth import load_state_dict, load_u2net, save_state_dict, to_variables
+from rpx.segment.pth import load_state_dict
 from rpx.segment.u2net import U2NET, U2NETP, U2Net
+from rpx.segment.u2net_names import load_u2net, to_variables
 
 __all__ = [
     "PATHS",
@@ -30,7 +31,6 @@ __all__ = [
     "load_u2net",
     "path_counts",
     "save_masks",
-    "save_state_dict",
     "to_variables",
     "u2net",
 ]

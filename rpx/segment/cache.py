@@ -74,6 +74,9 @@ def save_masks(path: str, masks, paths, settings: dict, **info) -> None:
                 paths=paths.astype(np.int8),
                 meta=np.array(json.dumps(meta, sort_keys=True)),
             )
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename makes it the cache
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a cache is for everyone to read
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -114,6 +117,7 @@ class MaskCache:
             self.shape = tuple(self.meta["shape"])
         except Exception as err:  # zip, npy, JSON and key errors alike: not a cache
             raise ValueError(f"path: {path} is not a mask cache ({err})") from None
+        self._check_layout(path)
         self.path = path
         if isinstance(settings, GrabCutSettings):
             settings = settings.to_dict()
@@ -132,6 +136,40 @@ class MaskCache:
                 f"data: {path} holds masks of other images ({self.meta['data']}), not of "
                 f"these ({data})"
             )
+
+    def _check_layout(self, path: str) -> None:
+        """ValueError unless meta's shape (N, H, W) is what the arrays hold: indexing
+        trusts it (a wrong W unpacks wrong masks, a wrong N reads past the arrays)."""
+        shape = self.shape
+        if not (len(shape) == 3 and all(isinstance(v, int) and v >= 0 for v in shape)):
+            raise ValueError(f"path: {path} is not a mask cache (meta shape {list(shape)})")
+        n, h, w = shape
+        packed = (n, h, (w + 7) // 8)
+        if self._packed.dtype != np.uint8 or self._packed.shape != packed:
+            raise ValueError(
+                f"path: {path} is a broken mask cache: its meta says {n} masks of {h} x {w}, "
+                f"so masks must be uint8 {packed}, got {self._packed.dtype} "
+                f"{self._packed.shape}"
+            )
+        # packbits pads each row with zero bits: set ones mean masks wider than meta's W.
+        pad = (1 << (-w % 8)) - 1
+        if pad and n * h and (self._packed[..., -1] & pad).any():
+            raise ValueError(
+                f"path: {path} is a broken mask cache: its meta says {n} masks of {h} x {w}, "
+                f"but they have pixels past column {w}"
+            )
+        codes = self.paths
+        if (
+            codes.shape != (n,)
+            or not np.issubdtype(codes.dtype, np.integer)
+            or not np.isin(codes, np.arange(-1, len(PATHS))).all()
+        ):
+            raise ValueError(
+                f"path: {path} is a broken mask cache: paths must be {n} codes in "
+                f"[-1, {len(PATHS)}), got {codes.dtype} {codes.shape}"
+            )
+        if not isinstance(self.settings, dict):
+            raise ValueError(f"path: {path} is not a mask cache (settings not a JSON object)")
 
     def __len__(self) -> int:
         return self.shape[0]

@@ -1,4 +1,4 @@
-"""Read (and write) PyTorch `.pth` state dicts without torch, and load U^2-Net weights.
+"""Read PyTorch `.pth` state dicts without torch (U^2-Net's names: rpx.segment.u2net_names).
 
 A `torch.save` file is either a zip archive (torch >= 1.6: starts with a zip local header;
 `<name>/data.pkl`, raw storages in `<name>/data/<key>`) or the legacy stream (five pickles:
@@ -13,7 +13,11 @@ buffer:
   handful of globals a state dict needs (tensor rebuild functions, storage dtypes,
   OrderedDict), the legacy header's and key list's none at all;
 - every storage must hold exactly the elements its id declares (checked before its bytes
-  are read), and every tensor's offset, sizes and strides must stay inside its storage.
+  are read), and every tensor's offset, sizes and strides must stay inside its storage;
+- nothing may make the reader hold much more memory than the file's size: zip records must
+  be stored, as torch.save writes them (a compressed one could inflate without bound), and
+  the tensors together may hold at most twice the file's bytes (views can repeat
+  elements); a zip naming one record twice is ambiguous and refused.
 Any failure, including a truncated or corrupt file, is a ValueError naming the path.
 """
 
@@ -21,17 +25,14 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import os
 import pickle
 import struct
 import zipfile
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-
-from rpx.segment.u2net import U2NET, U2NETP, U2Net
 
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32,
@@ -177,6 +178,33 @@ class _Unpickler(pickle.Unpickler):
         return _StorageRef(storage, start, stop)
 
 
+def _tensors(obj):
+    """Every _Tensor in the unpickled object (dicts, lists and tuples searched)."""
+    if isinstance(obj, _Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _tensors(v)
+
+
+def _check_total(obj, file_size: int) -> None:
+    """Refuse tensors that together would hold more than twice the file's bytes.
+
+    Views may repeat elements (stride 0, overlapping or shared storages), so a small file
+    could otherwise describe gigabytes; real state dicts share a storage at most between
+    a few tied tensors.
+    """
+    total = sum(math.prod(t.size) * t.storage.dtype.itemsize for t in _tensors(obj))
+    if total > 2 * file_size:
+        raise _Invalid(
+            f"has tensors of {total} bytes in all, more than twice the file's {file_size} "
+            "(views repeating elements)"
+        )
+
+
 def _materialise(obj):
     """The unpickled object with its tensors turned into numpy arrays."""
     if isinstance(obj, _Tensor):
@@ -190,19 +218,38 @@ def _materialise(obj):
     return obj
 
 
+def _member(archive: zipfile.ZipFile, name: str) -> bytes:
+    """The bytes of a stored (uncompressed) member, which can hold no more than the file does.
+
+    torch.save stores every member; a compressed one could inflate far past the file's own
+    size (a zip bomb), so it is refused before anything is inflated.
+    """
+    info = archive.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise _Invalid(f"has a compressed record {name} (torch.save stores every record)")
+    if info.file_size != info.compress_size:
+        raise _Invalid(f"has a stored record {name} whose sizes disagree")
+    return archive.read(name)
+
+
 def _read_zip(f) -> object:
     """The object of a zip-format file, its storages read and checked."""
     with zipfile.ZipFile(f) as archive:
-        names = set(archive.namelist())
+        listed = archive.namelist()
+        names = set(listed)
+        if len(names) != len(listed):
+            # zipfile would silently read the last of two records with one name.
+            twice = sorted({n for n in listed if listed.count(n) > 1})
+            raise _Invalid(f"has records named twice: {twice[:5]}")
         pickles = [n for n in names if n.endswith("data.pkl")]
         if len(pickles) != 1:
             raise _Invalid(f"has {len(pickles)} data.pkl records, expected 1")
         prefix = pickles[0][: -len("data.pkl")]
         byteorder = prefix + "byteorder"
-        if byteorder in names and archive.read(byteorder).strip() != b"little":
+        if byteorder in names and _member(archive, byteorder).strip() != b"little":
             raise _Invalid("is big-endian, which is not supported")
         storages: dict = {}
-        obj = _Unpickler(io.BytesIO(archive.read(pickles[0])), storages).load()
+        obj = _Unpickler(io.BytesIO(_member(archive, pickles[0])), storages).load()
         for key, storage in storages.items():
             name = f"{prefix}data/{key}"
             if name not in names:
@@ -211,7 +258,7 @@ def _read_zip(f) -> object:
             # The directory's size first, so a huge declared storage is never read; then
             # the bytes themselves, which a crafted directory entry may misstate.
             size = archive.getinfo(name).file_size
-            raw = archive.read(name) if size == nbytes else b""
+            raw = _member(archive, name) if size == nbytes else b""
             if len(raw) != nbytes:
                 raise _Invalid(
                     f"has {size} bytes in {name}, but its storage id declares "
@@ -264,15 +311,19 @@ def _read_legacy(f, file_size: int) -> object:
 
 def _read(f) -> object:
     """The object a torch.save file holds, tensors as numpy arrays."""
+    file_size = os.fstat(f.fileno()).st_size
     head = f.read(max(map(len, _LEGACY_HEADS)))
     if head.startswith(_ZIP_HEAD):
         f.seek(0)
-        return _materialise(_read_zip(f))
-    magic = next((m for m in _LEGACY_HEADS if head.startswith(m)), None)
-    if magic is None:
-        raise _Invalid("is neither a zip nor a legacy torch.save file")
-    f.seek(len(magic))
-    return _materialise(_read_legacy(f, os.fstat(f.fileno()).st_size))
+        obj = _read_zip(f)
+    else:
+        magic = next((m for m in _LEGACY_HEADS if head.startswith(m)), None)
+        if magic is None:
+            raise _Invalid("is neither a zip nor a legacy torch.save file")
+        f.seek(len(magic))
+        obj = _read_legacy(f, file_size)
+    _check_total(obj, file_size)
+    return _materialise(obj)
 
 
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
@@ -310,179 +361,3 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
         )
         for k, v in obj.items()
     )
-
-
-# --- writing (tests, and exporting Flax weights back to PyTorch) ---------------------------
-
-
-def _op_str(s: str) -> bytes:
-    b = s.encode("utf-8")
-    return b"X" + struct.pack("<I", len(b)) + b  # BINUNICODE
-
-
-def _op_int(i: int) -> bytes:
-    if 0 <= i < 256:
-        return b"K" + bytes([i])  # BININT1
-    if -(2**31) <= i < 2**31:
-        return b"J" + struct.pack("<i", i)  # BININT
-    b = i.to_bytes((i.bit_length() + 8) // 8, "little", signed=True)
-    return b"\x8a" + bytes([len(b)]) + b  # LONG1
-
-
-def _op_tuple(items: list[bytes]) -> bytes:
-    return b"(" + b"".join(items) + b"t" if items else b")"  # MARK ... TUPLE / EMPTY_TUPLE
-
-
-def _op_global(module: str, name: str) -> bytes:
-    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
-
-
-_ORDERED_DICT = _op_global("collections", "OrderedDict") + b")R"  # OrderedDict()
-
-
-def _state_pickle(arrays: list[tuple[str, np.ndarray]], legacy: bool) -> bytes:
-    """Protocol-2 pickle of an OrderedDict of tensors, as torch.save writes it."""
-    names = {np.dtype(v): k for k, v in _STORAGE_DTYPES.items()}
-    out = [b"\x80\x02", _ORDERED_DICT, b"("]
-    for key, (name, array) in enumerate(arrays):
-        if array.dtype not in names:
-            raise ValueError(f"state_dict[{name!r}] has unsupported dtype {array.dtype}")
-        pid = [
-            _op_str("storage"),
-            _op_global("torch", names[array.dtype]),
-            _op_str(str(key)),
-            _op_str("cpu"),
-            _op_int(array.size),
-        ]
-        if legacy:
-            pid.append(b"N")  # no view metadata
-        strides = [s // array.itemsize for s in array.strides] if array.size else [1] * array.ndim
-        args = [
-            _op_tuple(pid) + b"Q",  # BINPERSID
-            _op_int(0),
-            _op_tuple([_op_int(d) for d in array.shape]),
-            _op_tuple([_op_int(s) for s in strides]),
-            b"\x89",  # requires_grad False
-            _ORDERED_DICT,  # backward hooks
-        ]
-        out += [_op_str(name), _op_global("torch._utils", "_rebuild_tensor_v2")]
-        out += [_op_tuple(args), b"R"]
-    out.append(b"u.")  # SETITEMS, STOP
-    return b"".join(out)
-
-
-def save_state_dict(path: str, state_dict: dict, legacy: bool = False) -> None:
-    """Write a dict name -> numpy array as a file `torch.load` reads (no torch needed).
-
-    legacy=False writes the zip format of torch >= 1.6, legacy=True the older stream.
-    """
-    arrays = [(str(k), np.array(v, order="C")) for k, v in state_dict.items()]
-    pickled = _state_pickle(arrays, legacy)
-    if legacy:
-        with open(path, "wb") as f:
-            pickle.dump(_LEGACY_MAGIC, f, protocol=2)
-            pickle.dump(_LEGACY_PROTOCOL, f, protocol=2)
-            sys_info = dict(
-                protocol_version=_LEGACY_PROTOCOL,
-                little_endian=True,
-                type_sizes=dict(short=2, int=4, long=4),
-            )
-            pickle.dump(sys_info, f, protocol=2)
-            f.write(pickled)
-            pickle.dump([str(k) for k in range(len(arrays))], f, protocol=2)
-            for _, array in arrays:
-                f.write(struct.pack("<q", array.size))
-                f.write(array.tobytes())
-        return
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr("archive/data.pkl", pickled)
-        archive.writestr("archive/byteorder", "little")
-        for key, (_, array) in enumerate(arrays):
-            archive.writestr(f"archive/data/{key}", array.tobytes())
-        archive.writestr("archive/version", "3\n")
-
-
-# --- U^2-Net weights -----------------------------------------------------------------------
-
-
-def _flax_path(name: str, array: np.ndarray):
-    """Torch state-dict name -> (Flax variable path, array in Flax layout), or None to skip."""
-    *module, leaf = name.split(".")
-    if leaf == "num_batches_tracked":
-        return None
-    if leaf == "weight" and array.ndim == 4:  # conv: [out, in, kh, kw] -> [kh, kw, in, out]
-        return ("params", *module, "kernel"), array.transpose(2, 3, 1, 0)
-    if leaf == "weight" and array.ndim == 1:  # batch norm gamma
-        return ("params", *module, "scale"), array
-    if leaf == "bias":
-        return ("params", *module, "bias"), array
-    if leaf == "running_mean":
-        return ("batch_stats", *module, "mean"), array
-    if leaf == "running_var":
-        return ("batch_stats", *module, "var"), array
-    return ("unknown", name), array
-
-
-def _torch_name(path: tuple) -> str:
-    """Flax variable path -> the official state-dict name it is loaded from."""
-    leaf = {"kernel": "weight", "scale": "weight", "mean": "running_mean", "var": "running_var"}
-    return ".".join([*path[1:-1], leaf.get(path[-1], path[-1])])
-
-
-def to_variables(state_dict: dict, model: U2Net) -> dict:
-    """Map an official U^2-Net state dict onto `model`'s Flax variables.
-
-    Every Flax parameter and batch statistic must be found with the right shape and every
-    tensor of the state dict (except num_batches_tracked) must be used; otherwise
-    ValueError naming the offending entries.
-
-    Returns {"params": ..., "batch_stats": ...} of float32 jax arrays.
-    """
-    from flax import traverse_util
-
-    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
-    expected = traverse_util.flatten_dict(jax.tree.map(lambda a: a.shape, shapes))
-    flat, unknown, wrong, seen = {}, [], [], set()
-    for name, array in state_dict.items():
-        mapped = _flax_path(name, np.asarray(array))
-        if mapped is None:
-            continue
-        path, value = mapped
-        if path not in expected:
-            unknown.append(name)
-        elif value.shape != expected[path]:
-            wrong.append(f"{name} {np.shape(array)} (Flax {expected[path]})")
-            seen.add(path)
-        else:
-            flat[path] = jnp.asarray(value, jnp.float32)
-    missing = [_torch_name(p) for p in expected if p not in flat and p not in seen]
-    if unknown or wrong or missing:
-        raise ValueError(
-            "state_dict does not match the model: "
-            f"unexpected {unknown[:5]} ({len(unknown)}), wrong shapes {wrong[:5]} "
-            f"({len(wrong)}), missing {missing[:5]} ({len(missing)})"
-        )
-    return traverse_util.unflatten_dict(flat)
-
-
-def load_u2net(path: str, variant: str | None = None) -> tuple[U2Net, dict]:
-    """Load an official checkpoint (`u2net.pth` or `u2netp.pth`) into Flax, no torch needed.
-
-    Args:
-      path: the .pth file.
-      variant: "u2net" or "u2netp"; None infers it from the first stage's width.
-
-    Returns:
-      (model, variables) for `model.apply(variables, x)` and rpx.segment.u2net.masks.
-    """
-    state = load_state_dict(path)
-    if variant is None:
-        key = "stage1.rebnconv1.conv_s1.weight"
-        if key not in state:
-            raise ValueError(f"path: {path} has no {key}; is it a U^2-Net checkpoint?")
-        variant = "u2net" if state[key].shape[0] == 32 else "u2netp"
-    models = {"u2net": U2NET, "u2netp": U2NETP}
-    if variant not in models:
-        raise ValueError(f"variant must be 'u2net' or 'u2netp', got {variant!r}")
-    model = models[variant]()
-    return model, to_variables(state, model)

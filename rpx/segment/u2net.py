@@ -4,7 +4,7 @@ Layer for layer the official PyTorch model (github.com/xuebinqin/U-2-Net, model/
 RSU-7/6/5/4 and RSU-4F blocks, a six-stage encoder, a five-stage decoder, six side outputs
 and a 1x1 fused output. Submodule names follow the official attribute names (`stage1`,
 `rebnconvin`, `conv_s1`, `bn_s1`, `side1`, `outconv`, ...) so a PyTorch state dict maps
-onto the Flax variables by name (rpx.segment.pth). Layout is NHWC.
+onto the Flax variables by name (rpx.segment.u2net_names). Layout is NHWC.
 
 Inference follows the official u2net_test.py: resize to 320x320 exactly as its
 skimage.transform.resize does, divide by the image's max, normalise with the ImageNet

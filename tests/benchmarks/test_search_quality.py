@@ -1,5 +1,7 @@
 """benchmarks/search_quality.py: the scan as a stopping search, and the report's numbers."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -49,19 +51,56 @@ def test_report_success_at_thresholds_and_median(tmp_path):
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def _row(image, **changes):
+    return {"model": "m", "region": "original", "pixels": 1, "method": "de", "population": 4,
+            "generations": 1, "seed": 0, "image": image, "success": False, "queries": 8,
+            "max_queries": 8} | changes  # fmt: skip
+
+
 def test_rows_resume_after_a_cut_line_and_corruption_is_refused(tmp_path):
     path = str(tmp_path / "rows.jsonl")
-    search_quality.append_rows(path, [{"image": 0}, {"image": 1}])
+    search_quality.append_rows(path, [_row(0), _row(1)])
     with open(path, "a") as f:
         f.write('{"image": 2, "succ')  # a kill in the middle of a line
-    assert search_quality.read_rows(path) == [{"image": 0}, {"image": 1}]
-    search_quality.append_rows(path, [{"image": 2}])  # the cut line goes, nothing merges
-    assert search_quality.read_rows(path) == [{"image": 0}, {"image": 1}, {"image": 2}]
+    read = search_quality_report.read_rows
+    assert read(path) == [_row(0), _row(1)]
+    search_quality.append_rows(path, [_row(2)])  # the cut line goes, nothing merges
+    assert read(path) == [_row(0), _row(1), _row(2)]
     with open(path, "a") as f:
         f.write("garbage\n")
-    search_quality.append_rows(path, [{"image": 3}])
-    with pytest.raises(ValueError, match=r"line 4: not a JSON row"):
-        search_quality.read_rows(path)
+    search_quality.append_rows(path, [_row(3)])
+    with pytest.raises(ValueError, match=r"line 4: not a row"):
+        read(path)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("not json", "line 2: not a row"),
+        ('{"image": 1}', "field 'model' holds None"),
+        (json.dumps(_row(1, success="yes")), "field 'success' holds 'yes'"),
+        (json.dumps(_row(1, queries=-3)), "a negative count"),
+        (json.dumps(_row(1, method="ga")), "field 'method' holds 'ga'"),
+        ("[1, 2]", "a row is a JSON object"),
+    ],
+)
+def test_the_report_refuses_a_bad_line_in_one_line_with_status_2(tmp_path, capsys, line, message):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(_row(0)) + "\n" + line + "\n")
+    assert search_quality_report.main([str(path), "--figure", str(tmp_path / "f.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}, line 2: not a row") and message in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "f.png").exists()
+
+
+@pytest.mark.parametrize("content", [None, ""])
+def test_the_report_of_a_missing_or_empty_file_is_one_line(tmp_path, capsys, content):
+    path = tmp_path / "rows.jsonl"
+    if content is not None:
+        path.write_text(content)
+    assert search_quality_report.main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and err.count("\n") == 1
 
 
 def test_mask_cache_refuses_other_images_at_the_same_indices(tmp_path, monkeypatch):

@@ -151,3 +151,27 @@ def test_de_of_other_weights_or_other_masks_is_refused(runs, tmp_path, monkeypat
                        data=cache.meta["data"])  # fmt: skip
     with pytest.raises(ValueError, match="masks.npz differs"):
         corner_de.compare(maps_dir, own)
+
+
+@pytest.mark.parametrize("which", ["maps", "de"])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[1, 2]", "not a settings file"),
+        ('{"models": {}}', "not the settings of this kind of run"),
+        ("{", "not a settings file"),
+    ],
+)
+def test_a_broken_settings_json_is_one_line_naming_it(runs, tmp_path, capsys, which, content,
+                                                      message):  # fmt: skip
+    import shutil
+
+    _, maps_dir, de_dir, _ = runs
+    maps = shutil.copytree(maps_dir, str(tmp_path / "maps"))
+    de = shutil.copytree(de_dir, str(tmp_path / "de"))
+    settings = os.path.join(maps if which == "maps" else de, "settings.json")
+    with open(settings, "w") as f:
+        f.write(content)
+    assert corner_maps.main(["--report", f"--workdir={maps}", f"--de={de}"]) == 2
+    err = capsys.readouterr().err
+    assert f"{settings} is {message}" in err and err.count("\n") == 1, err

@@ -331,3 +331,42 @@ def test_the_committed_maps_give_their_committed_report():
         workdirs = [os.path.join(repo, w) for w in committed["de"]["workdirs"]]
         de = corner_analysis.analyse(RESULTS, committed["resamples"], committed["seed"], workdirs)
         assert json.dumps(de["de"]["nets"]) == json.dumps(committed["de"]["nets"])
+
+
+def _one_batch(tmp_path, **changes):
+    """A folder with one batch of 4 images whose arrays are then changed (None: removed)."""
+    folder = BatchFolder(str(tmp_path))
+    path = folder.write(0, np.zeros((4, 2, 2, 8), np.int8), np.arange(4), np.zeros(4),
+                        wall_seconds=0.0, cpu_seconds=0.0, evaluations=0)  # fmt: skip
+    with np.load(path) as d:
+        arrays = {k: d[k] for k in d.files}
+    arrays.update(changes)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return folder, path
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(index=None), r"not a corner-map batch \(no \['index'\]\)"),
+        (dict(label=None, finished=None), r"no \['finished', 'label'\]"),
+        (dict(label=np.zeros(3, np.int32)), "holds 3 label rows, not 4: cut short"),
+        (dict(index=np.arange(2, dtype=np.int32)), "holds 2 index rows, not 4"),
+        (dict(classes=np.zeros((4, 2, 2), np.int8)), "classes is int8"),
+        (dict(classes=np.full((4, 2, 2, 8), 0.5)), "classes is float64"),
+        (dict(wall_seconds=np.zeros(3)), "wall_seconds is float64"),
+        (dict(index=np.array([0, 1, -5, 3], np.int32)), "negative image indices"),
+    ],
+)
+def test_a_broken_batch_file_is_named_and_refused(tmp_path, changes, message):
+    folder, path = _one_batch(tmp_path, **changes)
+    with pytest.raises(ValueError, match=f"{path} .*{message}"):
+        folder.read()
+
+
+def test_batches_of_other_map_shapes_are_refused(tmp_path):
+    folder, _ = _one_batch(tmp_path)
+    path = folder.write(4, np.zeros((4, 3, 3, 8), np.int8), np.arange(4, 8), np.zeros(4),
+                        wall_seconds=0.0, cpu_seconds=0.0, evaluations=0)  # fmt: skip
+    with pytest.raises(ValueError, match=f"{path} holds maps of"):
+        folder.read()

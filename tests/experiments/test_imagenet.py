@@ -13,8 +13,8 @@ import train
 from experiments import imagenet, masks
 from experiments.images import ResizedImages, folder_files
 from rpx import segment
-from rpx.segment.pth import save_state_dict
 from tests.experiments.tiny import lock_held_by_another_process, snapshot, tiny_predict
+from tests.rpx.segment.pth_writer import save_state_dict
 from tests.rpx.segment.test_u2net import random_state_dict
 
 CLASSES = 6
@@ -110,6 +110,18 @@ def test_an_unreadable_image_file_is_a_clear_error(tmp_path, folder, monkeypatch
     assert "cannot read" in capsys.readouterr().err
 
 
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(tmp_path):
+    from PIL import Image
+
+    bomb = tmp_path / "images" / "c0" / "bomb.png"
+    os.makedirs(bomb.parent)
+    # 10,000 x 10,000 pixels in a few KB: cv2 would decode it to 300 MB.
+    Image.new("1", (10_000, 10_000)).save(bomb)
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(ValueError, match=r"bomb\.png declares more than 89,478,485 pixels"):
+        ResizedImages(32, str(tmp_path / "images"))(np.array([0]))
+
+
 def test_images_from_an_npz_data_dir_are_resized(tmp_path):
     arrays = np.arange(3 * 40 * 40 * 3, dtype=np.uint32).reshape(3, 40, 40, 3) % 251
     np.savez(tmp_path / "imagenet2012-validation.npz", image=arrays.astype(np.uint8),
@@ -180,3 +192,26 @@ def test_u2net_masks_are_tied_to_their_images(tmp_path, folder):
         f.write(b"half a zip")
     with pytest.raises(ValueError, match="is not a U\\^2-Net mask cache"):
         again(np.array([4]), images[:1])
+
+
+@pytest.mark.parametrize(
+    "index, digests",
+    [
+        ([4, 4], ["a" * 64] * 2),  # one index twice: which mask is image 4's?
+        ([4], ["a" * 64] * 2),  # fewer indices than masks
+        ([4, -1], ["a" * 64] * 2),
+        ([4, "7"], ["a" * 64] * 2),
+        ([4, 7], ["a" * 64, 5]),
+    ],
+)
+def test_a_u2net_cache_whose_indices_do_not_fit_its_masks_is_refused(tmp_path, folder, index,
+                                                                      digests):  # fmt: skip
+    cache = str(tmp_path / "masks-u2net.npz")
+    foreground = masks.u2net_masks(folder[1], cache, 32)
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    foreground(np.array([4, 7]), images)
+    settings = segment.MaskCache(cache).settings
+    segment.save_masks(cache, np.zeros((2, 32, 32), bool), None, settings, method="u2net",
+                       index=index, image_sha256=digests)  # fmt: skip
+    with pytest.raises(ValueError, match="does not record one distinct image index and SHA-256"):
+        foreground(np.array([4]), images[:1])

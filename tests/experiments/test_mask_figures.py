@@ -1,4 +1,5 @@
 import os
+import re
 
 import numpy as np
 import pytest
@@ -43,3 +44,27 @@ def test_figures_command(tmp_path):
     grid = np.asarray(Image.open(out / "toy-grid.png").convert("RGB"))
     assert grid.shape == (2 * 66, 3 * 66, 3)
     assert sorted(os.listdir(out)) == ["toy-first96.png", "toy-fractions.png", "toy-grid.png"]
+
+
+@pytest.mark.parametrize(
+    "images, masks_file, message",
+    [
+        (dict(image=np.zeros((5, 32, 32, 3), np.uint8)), b"not a cache", "--masks .*not a mask"),
+        (dict(picture=np.zeros((5, 32, 32, 3), np.uint8)), None, r"missing key\(s\) \['image'\]"),
+        (dict(image=np.zeros((5, 16, 16, 3), np.uint8)), None, r"masks of \(32, 32\)"),
+        (dict(image=np.zeros((9, 32, 32, 3), np.uint8)), None, "holds 5 masks"),
+        (dict(image=np.zeros((5, 32, 32), np.uint8)), None, r"uint8 \[N, H, W, 3\]"),
+    ],
+)
+def test_figures_command_bad_input_is_one_line(tmp_path, capsys, images, masks_file, message):
+    np.savez(tmp_path / "images.npz", **images)
+    masks = tmp_path / "m.npz"
+    save_masks(str(masks), np.zeros((5, 32, 32), bool), None, {"x": 1})
+    if masks_file is not None:
+        masks.write_bytes(masks_file)
+    args = ["--masks", str(masks), "--images", str(tmp_path / "images.npz")]
+    assert main([*args, "--out", str(tmp_path / "figs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert re.search(message, err), err
+    assert not (tmp_path / "figs").exists()

@@ -14,8 +14,9 @@ def rec(image, target=None, **kw):
                 success=False, predicted=0, confidence=0.9, generations=1, queries=8,
                 clean_top=[0], clean_top_p=[0.9], adv_top=[0], adv_p_at_clean_top=[0.9],
                 positions=[[0, 0]], colors=[[0.0, 0.0, 0.0]])  # fmt: skip
-    return base | {"attack": "untargeted" if target is None else "targeted", "image": image,
-                   "target": target} | kw  # fmt: skip
+    curve = {} if target is not None else {"fitness_curve": [0.9, 0.9]}
+    return base | curve | {"attack": "untargeted" if target is None else "targeted",
+                           "image": image, "target": target} | kw  # fmt: skip
 
 
 def line(record):

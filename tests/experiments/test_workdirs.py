@@ -189,7 +189,7 @@ def test_a_data_file_without_labels_or_not_an_npz(data, tmp_path, no_loading, ca
     np.savez(tmp_path / "nolabel.npz", image=images)
     assert cifar.main(argv(str(tmp_path / "nolabel.npz"), tmp_path / "w")) == 2
     err = capsys.readouterr().err
-    assert "has no ['label'] array" in err and err.count("\n") == 1
+    assert "missing key(s) ['label']" in err and err.count("\n") == 1
     (tmp_path / "text.npz").write_text("not an npz")
     assert cifar.main(argv(str(tmp_path / "text.npz"), tmp_path / "w")) == 2
     err = capsys.readouterr().err
@@ -280,3 +280,101 @@ def test_labels_outside_the_classifiers_classes(tmp_path, tiny, capsys):
     assert "labels in [0, " in err and "outside the 10 classes [0, 9] of classifier 'tiny'" in err
     assert err.count("\n") == 1
     assert not (tmp_path / "w").exists()
+
+
+# Issue 22 item 4: every record is checked against the workdir (data, classifier, settings).
+
+EDITS = {
+    "image past the data": (dict(image=10**6), "field 'image' holds 1000000: not an index"),
+    "negative image": (dict(image=-1), "field 'image' holds -1: not an index"),
+    "label past the classes": (dict(label=10), "field 'label' holds 10: not a class index"),
+    "predicted past the classes": (dict(predicted=12), "field 'predicted'"),
+    "top class past the classes": (dict(adv_top=[0, 99]), "field 'adv_top'"),
+    "position outside the image": (dict(positions=[[32, 0]]), "inside 32 x 32 images"),
+    "position not a pair": (dict(positions=[[1, 2, 3]]), "field 'positions'"),
+    "two positions for one pixel": (dict(positions=[[1, 2], [3, 4]]), "field 'positions'"),
+    "colour not a number": (dict(colors=[["red", 0, 0]]), "field 'colors'"),
+    "model not in settings.json": (dict(model="other"), "not among the classifiers"),
+    "num_classes of another model": (dict(num_classes=1000), "field 'num_classes'"),
+    "fitness curve of text": (dict(fitness_curve=["low"]), "field 'fitness_curve'"),
+    "empty fitness curve": (dict(fitness_curve=[]), "field 'fitness_curve'"),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_a_record_outside_the_workdir_is_refused_naming_its_line(data, copy, tiny, capsys, edit):
+    changes, message = EDITS[edit]
+    results = os.path.join(copy, "results.jsonl")
+    lines = open(results).read().splitlines(keepends=True)
+    with open(results, "w") as f:
+        f.write(lines[0] + json.dumps({**json.loads(lines[1]), **changes}) + "\n")
+    before = snapshot(copy)
+    assert cifar.main(argv(data[0], copy, "--samples=3")) == 2
+    err = capsys.readouterr().err
+    assert f"{results}:2: not a result record" in err and message in err, err
+    assert err.count("\n") == 1
+    assert snapshot(copy) == {**before, "run.lock": snapshot(copy)["run.lock"]}
+
+
+def test_two_lines_of_one_attack_with_other_content_are_refused(data, copy, tiny, capsys):
+    results = os.path.join(copy, "results.jsonl")
+    lines = open(results).read().splitlines(keepends=True)
+    other = json.dumps({**json.loads(lines[0]), "success": not json.loads(lines[0])["success"]})
+    with open(results, "w") as f:
+        f.write(lines[0] + lines[1] + lines[0] + other + "\n")  # a repeat is harmless
+    before = snapshot(copy)
+    assert cifar.main(argv(data[0], copy, "--samples=3")) == 2
+    err = capsys.readouterr().err
+    assert f"{results}:4: the attack of line 1 again with other content" in err, err
+    assert err.count("\n") == 1
+    assert snapshot(copy) == {**before, "run.lock": snapshot(copy)["run.lock"]}
+
+
+# Issue 22 item 7: data that is not the classifier's is refused before the workdir is made.
+
+
+def test_data_of_another_image_size_is_refused(data, tmp_path, capsys):
+    # The shipped 32 x 32 net pools globally, so it would run on 16 x 16 images.
+    small = tmp_path / "small.npz"
+    np.savez(small, image=data[1][:, ::2, ::2], label=data[2])
+    args = argv(str(small), tmp_path / "w") + [f"--models=compact={COMPACT}"]
+    assert cifar.main(args) == 2
+    err = capsys.readouterr().err
+    assert "was trained on 32 x 32 images, but the data's are 16 x 16" in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "w").exists()
+
+
+def test_an_empty_data_file_is_refused_and_the_right_data_then_runs(data, tmp_path, tiny, capsys):
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, image=np.zeros((0, 32, 32, 3), np.uint8), label=np.zeros(0, np.uint8))
+    assert cifar.main(argv(str(empty), tmp_path / "w")) == 2
+    err = capsys.readouterr().err
+    assert f"--data-file {empty}: holds no images" in err and err.count("\n") == 1
+    assert not (tmp_path / "w").exists()
+    assert cifar.main(argv(data[0], tmp_path / "w")) == 0
+
+
+def test_data_no_image_of_which_is_classified_right_leaves_no_workdir(tmp_path, tiny, capsys):
+    images, labels = mock_cifar(str(tmp_path / "d.npz"))
+    predicted = np.asarray(tiny_predict()(images.astype(np.float32))).argmax(1)
+    np.savez(tmp_path / "d.npz", image=images, label=((predicted + 1) % 10).astype(np.uint8))
+    assert cifar.main(argv(str(tmp_path / "d.npz"), tmp_path / "w")) == 2
+    err = capsys.readouterr().err
+    assert "classifier 'tiny' on" in err and "no image is classified correctly" in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("masks_shape", [(24, 16, 16), (20, 32, 32)], ids=["size", "count"])
+def test_masks_of_another_shape_claiming_these_images_are_refused(
+    data, tmp_path, tiny, capsys, masks_shape
+):
+    _, images, labels = data
+    liar = str(tmp_path / "liar.npz")  # records these images' identity over other masks
+    segment.save_masks(liar, np.zeros(masks_shape, bool), None, {},
+                       data=segment.cache.data_identity(images, labels))  # fmt: skip
+    assert cifar.main(argv(data[0], tmp_path / "w", f"--masks={liar}")) == 2
+    err = capsys.readouterr().err
+    assert f"--masks {liar}: holds masks [N, H, W] = {masks_shape}, the images are" in err
+    assert err.count("\n") == 1 and not (tmp_path / "w").exists()

@@ -191,3 +191,36 @@ def test_legacy_prng_key_is_accepted():
     images, labels = planted.grey_images(2), np.zeros(2, np.int32)
     a = rpx.attack(PREDICT, images, labels, config=CONFIG, key=jax.random.PRNGKey(0))
     assert a.success.shape == (2,)
+
+
+WIDE = 2**32 + 1  # int64; JAX without x64 would store it as int32 1
+
+
+@pytest.mark.parametrize("entry", ["attack", "run", "pixel_map"])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(labels=np.array([WIDE, 0])), "labels"),
+        (dict(labels=np.array([-WIDE + 2, 0])), "labels"),  # wraps to class 1 as well
+        (dict(target=np.array([WIDE, 1])), "target"),
+        (dict(images=np.full((2, 8, 8, 3), WIDE, np.int64)), "images"),
+    ],
+)
+def test_integers_beyond_int32_are_refused_not_wrapped(entry, kwargs, name):
+    args = dict(images=planted.grey_images(2), labels=np.zeros(2, np.int64))
+    args.update(kwargs)
+    key = dict(key=jax.random.key(0))
+    call = {
+        "attack": lambda **a: rpx.attack(PREDICT, **a, config=CONFIG, **key),
+        "run": lambda **a: rpx.run(PREDICT, **a, config=CONFIG, batch_size=2, **key),
+        "pixel_map": lambda **a: rpx.pixel_map(PREDICT, **a),
+    }[entry]
+    with pytest.raises(ValueError, match=rf"^{name} has values in \[.*int32"):
+        call(**args)
+
+
+def test_run_with_no_target_columns_names_target():
+    images, labels = planted.grey_images(2), np.zeros(2, np.int32)
+    with pytest.raises(ValueError, match=r"target must be \[N\] or \[N, T\].*T >= 1.*\(2, 0\)"):
+        rpx.run(PREDICT, images, labels, target=np.zeros((2, 0), np.int32), config=CONFIG,
+                key=jax.random.key(0), batch_size=2)  # fmt: skip

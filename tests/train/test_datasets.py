@@ -101,3 +101,55 @@ def test_tfds_not_prepared_says_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not a tensorflow-datasets name"):
         datasets.source("no_such_dataset_xyz", "train")
     del tfds
+
+
+def _npy(shape, dtype, payload: bytes) -> bytes:
+    """An .npy member whose header declares `shape` and `dtype` over `payload`."""
+    import io
+
+    out = io.BytesIO()
+    header = {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(out, header)
+    return out.getvalue() + payload
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        # 3 TB declared over 100 bytes: numpy would allocate the declared shape first.
+        (_npy((10**9, 32, 32, 3), "|u1", b"\0" * 100), r"declares uint8 \(1000000000, 32, 32, 3\)"),
+        (_npy((6, 8, 8, 3), "|u1", b"\0" * 10), "holds 10 bytes"),  # cut short
+        (_npy((2,), "|O", b"\0" * 16), "Python objects"),
+    ],
+)
+def test_an_array_header_that_disagrees_with_its_bytes_is_refused(tmp_path, image, message):
+    import resource
+    import zipfile
+
+    path = tmp_path / "cifar10-test.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("image.npy", image)
+        z.writestr("label.npy", _npy((6,), "<i8", b"\0" * 48))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    refused = f"cifar10-test.npz is not a readable .npz file .*{message}"
+    with pytest.raises(ValueError, match=refused):
+        datasets.source("cifar10", "test", data_dir=str(tmp_path))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB
+
+
+def test_an_npz_naming_an_array_twice_is_refused(tmp_path):
+    import warnings
+    import zipfile
+
+    _write(tmp_path)
+    with zipfile.ZipFile(tmp_path / "cifar10-test.npz", "a") as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate it writes
+        z.writestr("label.npy", _npy((6,), "<i8", b"\1" * 48))
+    with pytest.raises(ValueError, match="names an array twice"):
+        datasets.source("cifar10", "test", data_dir=str(tmp_path))
+
+
+def test_an_empty_data_file_is_refused(tmp_path):
+    _write(tmp_path, image=np.zeros((0, 8, 8, 3), np.uint8), label=np.zeros(0, np.uint8))
+    with pytest.raises(ValueError, match="cifar10-test.npz: holds no images"):
+        datasets.source("cifar10", "test", data_dir=str(tmp_path))

@@ -146,6 +146,18 @@ def test_killed_mid_epoch_resumes_from_the_mid_epoch_checkpoint(tmp_path, traine
     assert resumed["test_loss"] == pytest.approx(trained[1]["test_loss"], rel=1e-4)
 
 
+def test_resume_refuses_a_checkpoint_whose_weights_changed(tmp_path):
+    first = loop.fit(_config(tmp_path, "rot", stop_after=0.0))
+    assert first["step"] == 1
+    meta_path = tmp_path / "rot" / "checkpoints" / "1" / "meta" / "metadata"
+    meta = json.loads(meta_path.read_text())
+    assert meta["digest"].startswith("sha256:")  # every save records one
+    # The weights on disk no longer match their digest (as after a bit flip).
+    meta_path.write_text(json.dumps({**meta, "digest": "sha256:" + "0" * 64}))
+    with pytest.raises(ValueError, match=r"workdir '.*rot': the checkpoint at step 1 holds other"):
+        loop.fit(_config(tmp_path, "rot"))
+
+
 def test_workdir_of_another_model_is_refused(trained):
     tmp_path, _ = trained
     other = dataclasses.replace(_config(tmp_path), model="compact", image_size=8)
@@ -219,6 +231,16 @@ def test_flip_tta_averages_each_image_and_its_mirror(trained):
     assert not np.allclose(predict(mirror), predict(x), atol=1e-6)  # the net is not symmetric
     np.testing.assert_allclose(jax.jit(tta)(x), (predict(x) + predict(mirror)) / 2, atol=1e-6)
     np.testing.assert_allclose(tta(mirror), tta(x), atol=1e-6)  # mirror-invariant
+
+
+def test_evaluate_refuses_data_of_another_image_size(trained, tmp_path, capsys):
+    images, labels = _separable(6)
+    bigger = np.repeat(np.repeat(images, 2, 1), 2, 2)  # 16 x 16 for a net trained on 8 x 8
+    np.savez(tmp_path / "toy-test.npz", image=bigger, label=labels)
+    assert evaluate_main([str(trained[0] / "run"), "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "test: images are 16 x 16, but" in err and "trained on 8 x 8" in err
+    assert err.count("\n") == 1
 
 
 def test_evaluate_command_reports_the_accuracy_of_the_checkpoint(trained, capsys):

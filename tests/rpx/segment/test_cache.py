@@ -1,3 +1,4 @@
+import json
 import os
 
 import numpy as np
@@ -92,4 +93,39 @@ def test_a_cache_is_tied_to_its_images(tmp_path):
     with open(path, "wb") as f:
         f.write(b"not a zip")
     with pytest.raises(ValueError, match="is not a mask cache"):
+        MaskCache(path)
+
+
+def _rewritten(path, **changes):
+    """The cache at `path` rewritten with some arrays (or meta fields, via `meta=`) changed."""
+    with np.load(path) as d:
+        arrays = {k: d[k] for k in d.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta.update(changes.pop("meta", {}))
+    arrays.update(changes, meta=np.array(json.dumps(meta)))
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(meta=dict(shape=[3, 8, 8])), "meta says 3 masks of 8 x 8"),  # reads past N
+        (dict(meta=dict(shape=[2, 8, 13])), "meta says 2 masks of 8 x 13"),  # wrong unpacking
+        (dict(meta=dict(shape=[2, 8, 4])), "8 x 4, but they have pixels past column 4"),
+        (dict(meta=dict(shape=[10**12, 8, 8])), "meta says 1000000000000 masks"),
+        (dict(meta=dict(shape=[2, 8])), r"meta shape \[2, 8\]"),
+        (dict(meta=dict(shape=[2, -8, 8])), r"meta shape"),
+        (dict(meta=dict(settings="upscale=4")), "settings not a JSON object"),
+        (dict(masks=np.zeros((2, 8, 1), np.int64)), "masks must be uint8"),
+        (dict(paths=np.zeros(3, np.int8)), "paths must be 2 codes"),
+        (dict(paths=np.array([0, 9], np.int8)), "paths must be 2 codes"),
+    ],
+)
+def test_a_cache_whose_meta_disagrees_with_its_arrays_is_refused(tmp_path, changes, message):
+    path = str(tmp_path / "m.npz")
+    masks = np.ones((2, 8, 8), bool)
+    save_masks(path, masks, np.zeros(2, np.int8), GrabCutSettings().to_dict())
+    _rewritten(path, **changes)
+    with pytest.raises(ValueError, match=f"path: {path} .*{message}"):
         MaskCache(path)

@@ -18,7 +18,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from rpx.segment.pth import load_state_dict, save_state_dict
+from rpx.segment.pth import load_state_dict
+from tests.rpx.segment.pth_writer import save_state_dict
 
 LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)  # as torch.save writes it
 LEGACY_SLOTS = ["magic", "protocol", "sys_info", "pickle", "keys"]
@@ -49,15 +50,16 @@ def _legacy_parts(path) -> list[bytes]:
     return parts + [data[start:]]
 
 
-def _rewrite_zip(path, changes: dict) -> None:
-    """Rewrite a zip with some entries replaced (bytes) or removed (None)."""
+def _rewrite_zip(path, changes: dict, deflate=()) -> None:
+    """Rewrite a zip with some entries replaced (bytes) or removed (None), `deflate` compressed."""
     with zipfile.ZipFile(path) as archive:
         entries = {name: archive.read(name) for name in archive.namelist()}
     entries.update(changes)
     with zipfile.ZipFile(path, "w") as archive:
         for name, data in entries.items():
             if data is not None:
-                archive.writestr(name, data)
+                how = zipfile.ZIP_DEFLATED if name in deflate else zipfile.ZIP_STORED
+                archive.writestr(name, data, how)
 
 
 def _tamper(data: bytes, old: bytes, new: bytes) -> bytes:
@@ -284,3 +286,50 @@ def test_garbage_is_refused(tmp_path):
             contents.append(prefix + rng.bytes(int(rng.integers(0, 3000))))
     escaped = _escapes(tmp_path / "garbage.pth", contents)
     assert not escaped, f"{len(escaped)} of {len(contents)} escaped, e.g. {escaped[:3]}"
+
+
+# --- memory: nothing may hold much more than the file's own size --------------------------
+
+
+@pytest.mark.parametrize("member", ["archive/data.pkl", "archive/data/0", "archive/byteorder"])
+def test_zip_compressed_record_is_refused(tmp_path, member):
+    path = tmp_path / "t.pth"
+    save_state_dict(str(path), {"t": T})
+    _rewrite_zip(path, {}, deflate=[member])
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))}.*compressed"):
+        load_state_dict(str(path))
+
+
+def test_zip_bomb_is_refused_before_inflating(tmp_path):
+    # 16 MiB of zeros deflate to about 16 KB: a storage that would inflate 1000-fold.
+    big = np.zeros(2**22, np.float32)
+    path = tmp_path / "bomb.pth"
+    save_state_dict(str(path), {"t": big})
+    _rewrite_zip(path, {}, deflate=["archive/data/0"])
+    assert path.stat().st_size < big.nbytes // 100
+    with pytest.raises(ValueError, match="compressed"):
+        load_state_dict(str(path))
+
+
+def test_zip_record_named_twice_is_refused(tmp_path):
+    path = tmp_path / "t.pth"
+    save_state_dict(str(path), {"t": T})
+    with zipfile.ZipFile(path, "a") as archive, pytest.warns(UserWarning, match="Duplicate"):
+        archive.writestr("archive/data/0", (T + 1).tobytes())
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))}.*twice"):
+        load_state_dict(str(path))
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_views_repeating_elements_beyond_the_file_are_refused(tmp_path, legacy):
+    # Stride 0 on a 6-element storage: 2**10 x 2**10 floats (4 MiB) from a ~1 KB file.
+    tamper = (b"(K\x02K\x03t(K\x03K\x01t", b"(M\x00\x04M\x00\x04t(K\x00K\x00t")
+    path = _tampered(tmp_path, legacy, *tamper)
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))}.*twice the file"):
+        load_state_dict(str(path))
+
+
+def test_a_view_repeating_elements_within_the_file_still_loads(tmp_path):
+    # (2, 3) with row stride 0: both rows are the storage's first three elements.
+    path = _tampered(tmp_path, False, b"(K\x03K\x01t", b"(K\x00K\x01t")
+    np.testing.assert_array_equal(load_state_dict(str(path))["t"], [T[0], T[0]])

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from rpx.segment import u2net
-from rpx.segment.pth import load_u2net, save_state_dict, to_variables
+from rpx.segment.u2net_names import load_u2net, to_variables
+from tests.rpx.segment.pth_writer import save_state_dict
 
 # Official constructor arguments (in_ch, mid_ch, out_ch) of stage1..6, stage5d..1d.
 OFFICIAL = {
