@@ -264,3 +264,12 @@ def test_on_the_shipped_nets_no_safe_pixel_falls_to_random_colours(net):
         assert (predicted == labels[0]).all()
     check_invariants(cert, np.broadcast_to(region, (1, 32, 32)), lambda x: apply(variables, x),
                      images, labels)  # fmt: skip
+
+
+def test_bfloat16_compute_is_refused():
+    def predict(x):
+        y = x.astype(jnp.bfloat16).astype(jnp.float32).mean((1, 2, 3))
+        return jax.nn.softmax(jnp.stack([y, -y], -1))
+
+    with pytest.raises(ValueError, match="float32"):
+        rpx.certify(predict, planted.grey_images(1), np.zeros(1, np.int32), progress=False)
