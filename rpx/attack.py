@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rpx import checks, chunks, encoding, fitness, regions, slots
+from rpx import checks, encoding, evaluate, fitness, regions, slots
 from rpx.config import AttackConfig, resolve
 
 
@@ -159,7 +159,8 @@ def finish(ctx: slots.Context, params, inputs: slots.Inputs, state: slots.State,
     # equal only within float rounding), and success is what they say. Images returned
     # unchanged (empty region, or no candidate with finite output) are no success.
     classify = functools.partial(ctx.evaluator.classify, params)
-    probs = chunks.classify(classify, adversarial.astype(jnp.float32), ctx.evaluator.chunk)
+    pixels = adversarial.astype(jnp.float32)
+    probs = evaluate.classify_in_chunks(classify, pixels, ctx.evaluator.chunk)
     _, hit = fitness.score_and_hit(probs, inputs.label, inputs.goal, ctx.targeted)
     return AttackResult(
         success=hit & found,

@@ -5,10 +5,13 @@
 (the classifier, whether it takes weights, the chunk size, and the `rpx.incremental`
 plan when one-pixel candidates are scored from cached clean activations); `choose`
 decides between the full pass and the incremental one, once per call, and
-`cache_group` how many images' clean activations are held at once.
+`cache_group` how many images' clean activations are held at once; `chunk_size`,
+`over_chunks` and `classify_in_chunks` run a dynamic or static number of candidates
+through the classifier in fixed-size chunks.
 
     evaluator = Evaluator(predict, chunk, with_params, choose(predict, (H, W, C), "auto"))
     cache = evaluator.cache(pixels, params)         # None for the full pass
+    # images in groups of cache_group(N, plan) whose caches fit: by_groups(N, group, run)
     probs = evaluator.probs(params, pixels, cache, image, flat, colors, changed)   # [B, K]
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 
 import jax
@@ -28,6 +32,58 @@ EVALUATIONS = ("auto", "full", "incremental")
 
 # Clean activations held at once: images are processed in groups whose caches fit.
 CACHE_BUDGET_BYTES = 1 << 28
+
+
+# Candidates in fixed-size chunks. A fused program evaluates a dynamic number of
+# candidates (only live images, only region pixels) with static shapes: full chunks of
+# `chunk` candidates, then chunks of `tail` for the remainder, so padding wastes fewer
+# than `tail` evaluations.
+
+
+def chunk_size(requested: int | None, image_shape, total: int) -> int:
+    """Candidates per classifier call: `requested`, else a backend default, at most `total`.
+
+    On CPU a small CNN runs fastest at batches of 128-256 (benchmarks/README.md);
+    accelerators want large batches, capped so the candidate images stay near 1 GiB.
+    """
+    if requested is not None:
+        size = requested
+    elif jax.default_backend() == "cpu":
+        size = 256
+    else:
+        size = max(64, min(8192, (1 << 30) // (4 * math.prod(image_shape[1:]))))
+    return max(1, min(size, total))
+
+
+def tail(chunk: int) -> int:
+    """The size of the small chunks that cover the remainder after the full ones."""
+    return max(1, chunk // 8)
+
+
+def padded_rows(total: int, chunk: int) -> int:
+    """Rows an output needs for `total` (static) candidates: the last tail may overrun."""
+    return -(-total // chunk) * chunk + tail(chunk)
+
+
+def over_chunks(total, chunk: int, body, out):
+    """Apply `body(size)(at, out) -> out` to [at, at + size) for every chunk of the
+    `total` (traced) candidates: full chunks of `chunk`, then chunks of `tail(chunk)`."""
+    small = tail(chunk)
+    full = total // chunk
+    out = jax.lax.fori_loop(0, full, lambda i, o: body(chunk)(i * chunk, o), out)
+    rest = -(-(total - full * chunk) // small)
+    return jax.lax.fori_loop(0, rest, lambda i, o: body(small)(full * chunk + i * small, o), out)
+
+
+def classify_in_chunks(classify_fn, pixels, chunk: int):
+    """classify_fn(x) [S, K] float32 of pixels [S, H, W, C] in chunks of at most `chunk`."""
+    s = pixels.shape[0]
+    chunk = min(chunk, s)
+    padded = -(-s // chunk) * chunk
+    batches = jnp.pad(pixels, ((0, padded - s), (0, 0), (0, 0), (0, 0)))
+    batches = batches.reshape(padded // chunk, chunk, *pixels.shape[1:])
+    probs = jax.lax.map(lambda x: classify_fn(x).astype(jnp.float32), batches)
+    return probs.reshape(padded, -1)[:s]
 
 
 def choose(predict, image_shape, evaluation: str, params=None, slots: int | None = None):
@@ -67,6 +123,20 @@ def cache_group(n: int, plan, *, even: bool = True) -> int:
     most = max(1, n if plan is None else min(n, CACHE_BUDGET_BYTES // max(1, plan.cache_bytes)))
     groups = -(-n // most)
     return -(-n // groups) if even and groups else most
+
+
+def by_groups(n: int, group: int, run):
+    """run(take int [group], live bool [group]) on n images in consecutive groups of
+    `group` (the last padded with image n - 1, not live, so every group reuses one
+    compiled program), each result pytree's rows trimmed to the group's images and
+    concatenated: n rows."""
+    parts = []
+    for start in range(0, n, group):
+        at = np.arange(start, start + group)
+        part = run(np.minimum(at, n - 1), at < n)
+        keep = min(group, n - start)
+        parts.append(jax.tree.map(lambda a, keep=keep: a[:keep], part))
+    return jax.tree.map(lambda *a: jnp.concatenate(a), *parts) if len(parts) > 1 else parts[0]
 
 
 @dataclasses.dataclass(frozen=True)

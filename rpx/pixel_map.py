@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from rpx import checks, chunks, evaluate, fitness, regions
+from rpx import checks, evaluate, fitness, regions
 from rpx.config import AttackConfig
 
 
@@ -84,7 +84,7 @@ def pixel_map(
       colors: [M, C] colours to try, values in value_range (whole numbers for integer
         images); None: the 2**C corners of the colour cube (8 for RGB).
       chunk_size: candidates per classifier call, as on `rpx.AttackConfig` and
-        `rpx.one_pixel_probs`; None: the backend default (`rpx.chunks.chunk_size`: 256
+        `rpx.one_pixel_probs`; None: the backend default (`rpx.evaluate.chunk_size`: 256
         on CPU).
       value_range: (lo, hi) of pixel values.
       params: None, or weights: predict is called as predict(params, x), params traced.
@@ -129,28 +129,21 @@ def pixel_map(
             "candidates; scan them in smaller calls"
         )
     checks.one_of("evaluation", evaluation, evaluate.EVALUATIONS)
-    chunk = chunks.chunk_size(chunk_size, images.shape, n * h * w * len(colors))
+    chunk = evaluate.chunk_size(chunk_size, images.shape, n * h * w * len(colors))
     region = regions.broadcast(region, n, h, w)
     plan = evaluate.choose(predict, (h, w, c), evaluation, params)
     ev = evaluate.Evaluator(predict, chunk, params is not None, plan)
-    if plan is None:
-        return fused_pixel_map(ev, params, images, labels, region, target, colors)
-    # Images in groups whose clean activations fit the budget; the last group is padded
-    # with empty regions (nothing evaluated) so every group reuses one program. Kept
+
+    # Images in groups whose clean activations fit the budget (all at once for the full
+    # pass); the last group's padding gets empty regions (nothing evaluated). Kept
     # uneven: even groups split the candidates into other batches, which moved a few
     # fitness values by an ulp (seen on CPU).
-    group = evaluate.cache_group(n, plan, even=False)
-    maps = []
-    for start in range(0, n, group):
-        take = jnp.minimum(jnp.arange(start, start + group), n - 1)
-        live = jnp.arange(start, start + group) < n
-        part = fused_pixel_map(
-            ev, params, images[take], labels[take],
-            region[take] & live[:, None, None], None if target is None else target[take], colors,
-        )  # fmt: skip
-        keep = min(group, n - start)
-        maps.append(jax.tree.map(lambda a, keep=keep: a[:keep], part))
-    return jax.tree.map(lambda *a: jnp.concatenate(a), *maps) if len(maps) > 1 else maps[0]
+    def run(take, live):
+        goal = None if target is None else target[take]
+        group_region = region[take] & live[:, None, None]
+        return fused_pixel_map(ev, params, images[take], labels[take], group_region, goal, colors)
+
+    return evaluate.by_groups(n, evaluate.cache_group(n, plan, even=False), run)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -198,7 +191,7 @@ def fused_pixel_map(ev, params, images, labels, region, target, colors) -> Pixel
         jnp.zeros((n, h * w, m), bool),
         jnp.full((n, h * w, m), -1, jnp.int32),
     )
-    score, hit, classes = chunks.run(ends[-1], ev.chunk, run, out)
+    score, hit, classes = evaluate.over_chunks(ends[-1], ev.chunk, run, out)
 
     best = jnp.argmin(fitness.rank(score, hit), axis=-1)
     allowed = region.reshape(n, h * w)

@@ -24,9 +24,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rpx import chunks, encoding, fitness, search
+from rpx import encoding, evaluate, fitness, search
 from rpx.config import AttackConfig
-from rpx.evaluate import Evaluator, choose
 from rpx.search.base import Told, row
 
 
@@ -44,7 +43,7 @@ class Context:
     layout: encoding.Layout
     num_classes: int
     targeted: bool
-    evaluator: Evaluator
+    evaluator: evaluate.Evaluator
     search: Any
 
 
@@ -101,14 +100,14 @@ def make_context(
         color_dtype=jnp.dtype(dtype).name,
         corner_colors=search.corner_colors(config),
     )
-    chunk = chunks.chunk_size(config.chunk_size, images_shape, s * config.population)
+    chunk = evaluate.chunk_size(config.chunk_size, images_shape, s * config.population)
     plan = None
     if config.pixels == 1:
         # Every slot caches its own image's activations: "auto" keeps their total within
         # the budget one_pixel_probs and pixel_map hold theirs to, else runs in full.
         p = params if with_params else None
-        plan = choose(predict, (h, w, c), config.evaluation, p, slots=s)
-    evaluator = Evaluator(predict, chunk, with_params, plan)
+        plan = evaluate.choose(predict, (h, w, c), config.evaluation, p, slots=s)
+    evaluator = evaluate.Evaluator(predict, chunk, with_params, plan)
     return Context(config, layout, num_classes, targeted, evaluator, search.make(config, layout))
 
 
@@ -183,7 +182,7 @@ def step(ctx: Context, params, key, inputs: Inputs, state: State) -> State:
     )(inputs.index, state.evaluated)
     genes, proposal = ctx.search.ask(keys, inputs.lookup, state.search, state)
 
-    probs = evaluate(ctx, params, inputs, genes, on)
+    probs = classify(ctx, params, inputs, genes, on)
     score, hit = fitness.score_and_hit(
         probs, inputs.label[:, None], inputs.goal[:, None], ctx.targeted
     )
@@ -224,13 +223,13 @@ def step(ctx: Context, params, key, inputs: Inputs, state: State) -> State:
     )
 
 
-def evaluate(ctx: Context, params, inputs: Inputs, genes, on):
+def classify(ctx: Context, params, inputs: Inputs, genes, on):
     """probs [S, P, K] of genes [S, P, D] for slots where `on`; other rows are zeros."""
     s, pop = on.shape[0], ctx.config.population
     # Active slots first; run only the chunks holding their candidates.
     order = jnp.argsort(~on, stable=True)
     chunk = ctx.evaluator.chunk
-    rows = chunks.padded_rows(s * pop, chunk)
+    rows = evaluate.padded_rows(s * pop, chunk)
     slot = jnp.arange(rows)
     image_of = order[jnp.minimum(slot // pop, s - 1)]
     source = image_of * pop + slot % pop
@@ -249,7 +248,7 @@ def evaluate(ctx: Context, params, inputs: Inputs, genes, on):
         return run_chunk
 
     out = jnp.zeros((rows, ctx.num_classes), jnp.float32)
-    out = chunks.run(on.sum() * pop, chunk, run, out)
+    out = evaluate.over_chunks(on.sum() * pop, chunk, run, out)
     return out[: s * pop].reshape(s, pop, ctx.num_classes)[jnp.argsort(order)]
 
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rpx import checks, chunks
+from rpx import checks
 
 
 def one_pixel_probs(
@@ -64,16 +64,13 @@ def one_pixel_probs(
     plan = evaluate.choose(predict, images.shape[1:], evaluation, params)
     if n * m == 0:
         return jnp.zeros((n, m, num_classes), jnp.float32)
-    chunk = chunks.chunk_size(chunk_size, images.shape, n * m)
-    group = evaluate.cache_group(n, plan)
+    chunk = evaluate.chunk_size(chunk_size, images.shape, n * m)
     program = _program(evaluate.Evaluator(predict, chunk, params is not None, plan))
-    out = []
-    for start in range(0, n, group):
-        stop = min(n, start + group)
-        take = np.minimum(np.arange(start, start + group), stop - 1)  # pad with repeats
-        probs = program(images[take], positions[take], colors[take], params)
-        out.append(probs[: stop - start])
-    return jnp.concatenate(out) if len(out) > 1 else out[0]
+    return evaluate.by_groups(
+        n,
+        evaluate.cache_group(n, plan),
+        lambda take, _: program(images[take], positions[take], colors[take], params),
+    )
 
 
 @functools.lru_cache(maxsize=8)
