@@ -36,10 +36,10 @@ from benchmarks.attack_throughput import bare_limit  # noqa: E402
 def run_scan(predict, images, labels, region, batch_size):
     """Wall time, evaluations and vulnerable counts of one timed scan (compile excluded)."""
     empty = np.zeros_like(region)
-    jax.block_until_ready(rpx.pixel_map(predict, images, labels, empty, batch_size=batch_size))
+    jax.block_until_ready(rpx.pixel_map(predict, images, labels, empty, chunk_size=batch_size))
     start = time.perf_counter()
     scan = jax.block_until_ready(
-        rpx.pixel_map(predict, images, labels, region, batch_size=batch_size)
+        rpx.pixel_map(predict, images, labels, region, chunk_size=batch_size)
     )
     wall = time.perf_counter() - start
     fooled = np.asarray(scan.fooled)

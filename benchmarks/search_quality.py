@@ -71,7 +71,7 @@ def scan_rows(predict, images, labels, region, batch_size=None):
       the class, and the evaluations a scan in row-major pixel, then corner order
       spends up to and including the first such pair (region pixels x 2**C without one).
     """
-    found = rpx.pixel_map(predict, images, labels, region, batch_size=batch_size)
+    found = rpx.pixel_map(predict, images, labels, region, chunk_size=batch_size)
     classes = np.asarray(found.classes)
     n, m = len(images), classes.shape[-1]
     fooled = ((classes >= 0) & (classes != np.asarray(labels)[:, None, None, None])).reshape(n, -1)

@@ -1,11 +1,12 @@
 """rpx.attack: region-restricted few-pixel attacks, the whole search in one fused XLA call.
 
-Each generation asks evosax's DE (vmapped over images) for a trial population, applies
-every live image's candidates and runs the classifier on them in fixed-size chunks
-inside the same program, then tells DE the fitness (see `rpx.slots`); Sparse-RS
-(`rpx.sparse_rs`) and the corner scan that can seed DE (`rpx.scan`) run in the same
-loop. Images that have succeeded (or whose region is empty) are frozen and no longer
-evaluated.
+`attack` validates the inputs (`rpx.checks`) and runs `fused_attack`, one jitted
+program: the slot machine (`rpx.slots`) asks the search (`rpx.search`: evosax's DE by
+default, Sparse-RS, or DE seeded by the corner scan) for a population of every live
+image, evaluates it in chunks (`rpx.evaluate`), scores it (`rpx.fitness`) and tells the
+search, until every image has succeeded or spent its budget; `finish` confirms the
+best candidates with one full pass of predict and builds the `AttackResult`. Images
+that have succeeded (or whose region is empty) no longer cost model evaluations.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rpx import checks, regions, slots
+from rpx import checks, encoding, evaluate, fitness, regions, slots
 from rpx.config import AttackConfig, resolve
 
 
@@ -101,7 +102,9 @@ def attack(
     n, h, w, _ = images.shape
     index = jnp.arange(n, dtype=jnp.int32)
     region = regions.broadcast(region, n, h, w)
-    return fused_attack(predict, config, params, images, labels, region, target, key, index)
+    result = fused_attack(predict, config, params, images, labels, region, target, key, index)
+    checks.check_confirmed(result.probs)
+    return result
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -126,4 +129,46 @@ def fused_attack(predict, config, params, images, labels, region, target, key, i
     inputs = slots.load(ctx, images, region, labels, target, index, params)
     state = slots.start(ctx, inputs)
     state = slots.advance(ctx, params, key, inputs, state, slots.max_steps(ctx))
-    return AttackResult(**slots.finish(ctx, params, inputs, state, images.dtype))
+    return finish(ctx, params, inputs, state, images.dtype)
+
+
+def finish(ctx: slots.Context, params, inputs: slots.Inputs, state: slots.State, dtype):
+    """The `AttackResult` of every slot, its probs and success one full pass of predict
+    over the returned images."""
+    s, k = state.success.shape[0], ctx.layout.pixels
+    has_region = inputs.lookup.region.any(-1)
+    found = has_region & jnp.isfinite(state.best_score)
+    flat, colors, changed = jax.vmap(lambda g, n: slots.decode(ctx, inputs, g, n))(
+        state.best_genes, jnp.arange(s)
+    )
+    changed = changed & found[:, None]
+    adversarial = jax.vmap(encoding.apply)(inputs.pixels, flat, colors, changed).astype(dtype)
+    # Slots of one candidate at the same position change one pixel: report it once, in
+    # its first slot (k above the region's size always repeats positions).
+    earlier = jnp.tril(jnp.ones((k, k), bool), -1)
+    repeat = ((flat[:, :, None] == flat[:, None, :]) & earlier & changed[:, None, :]).any(-1)
+    changed = changed & ~repeat
+    w = ctx.layout.width
+    positions = jnp.stack([flat // w, flat % w], axis=-1).astype(jnp.int32)
+    # Columns after an image stopped repeat its final best.
+    final = state.curve[jnp.arange(s), jnp.maximum(state.evaluated - 1, 0)]
+    later = jnp.arange(ctx.config.generations + 1)[None, :] >= state.evaluated[:, None]
+    curve = jnp.where(later & has_region[:, None], final[:, None], state.curve)
+    # What a result reports, the model confirms: probs are one full pass of predict over
+    # the returned images (the search's scores may come from the windowed evaluation,
+    # equal only within float rounding), and success is what they say. Images returned
+    # unchanged (empty region, or no candidate with finite output) are no success.
+    classify = functools.partial(ctx.evaluator.classify, params)
+    pixels = adversarial.astype(jnp.float32)
+    probs = evaluate.classify_in_chunks(classify, pixels, ctx.evaluator.chunk)
+    _, hit = fitness.score_and_hit(probs, inputs.label, inputs.goal, ctx.targeted)
+    return AttackResult(
+        success=hit & found,
+        adversarial=adversarial,
+        positions=jnp.where(changed[..., None], positions, -1),
+        colors=jnp.where(changed[..., None], colors, 0.0),
+        probs=probs,
+        generations=state.evaluated,
+        queries=state.queries,
+        fitness_curve=curve,
+    )

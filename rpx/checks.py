@@ -110,19 +110,36 @@ def check_probabilities(predict, images, params=None) -> None:
     finite or not a probability vector per row (the fitness is a probability)."""
     x = jnp.asarray(images, jnp.float32)
     out = jax.jit(predict)(x) if params is None else jax.jit(predict)(params, x)
+    _check_rows(out, "clean images")
+
+
+def check_confirmed(probs) -> None:
+    """The probe's contract on the probabilities [N, K] of the images a result returns
+    (the full-pass confirmation): a predict that returns probabilities on clean images
+    but not on perturbed ones must not have its outputs reported as successes. Runs
+    only on concrete arrays (not under the caller's jit)."""
+    if _concrete(probs):
+        _check_rows(probs, "the returned (perturbed) images")
+
+
+def _check_rows(out, on: str) -> None:
+    """ValueError unless every row of out [B, K] is finite and a probability vector."""
     out = np.asarray(out, np.float64)
+    if out.size == 0:
+        return
     if not np.all(np.isfinite(out)):
         raise ValueError(
             "predict must return finite probabilities; it returned non-finite values "
-            f"(NaN or inf) on clean images {np.flatnonzero(~np.isfinite(out).all(1))[:10]}"
+            f"(NaN or inf) on {on} {np.flatnonzero(~np.isfinite(out).all(1))[:10]}"
         )
     tol = PROBABILITY_TOLERANCE
     sums = out.sum(1)
     if out.min() < -tol or out.max() > 1 + tol or np.abs(sums - 1).max() > tol:
         raise ValueError(
-            "predict must return probabilities (rows in [0, 1] summing to 1), got values in "
-            f"[{out.min():.4g}, {out.max():.4g}] with row sums in [{sums.min():.4g}, "
-            f"{sums.max():.4g}]: if it returns logits, apply jax.nn.softmax to its output"
+            f"predict must return probabilities (rows in [0, 1] summing to 1), on {on} got "
+            f"values in [{out.min():.4g}, {out.max():.4g}] with row sums in "
+            f"[{sums.min():.4g}, {sums.max():.4g}]: if it returns logits, apply "
+            "jax.nn.softmax to its output"
         )
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 from rpx import checks, encoding, search
-from rpx.incremental.api import EVALUATIONS
+from rpx.evaluate import EVALUATIONS
 
 RESTRICTIONS = ("table", "restore")
 
@@ -29,7 +29,7 @@ class AttackConfig:
     fused program; None picks one for the backend.
 
     search: "de" (differential evolution, the paper's) or "sparse_rs" (a region-
-    restricted Sparse-RS, `rpx.sparse_rs`: each generation proposes `population`
+    restricted Sparse-RS, `rpx.search.sparse_rs`: each generation proposes `population`
     changes of the current best set of k (pixel, corner colour) pairs, resampling a
     share of its pixels that shrinks with Sparse-RS's L0 schedule from `p_init`, and
     keeps the best proposal when it improves the fitness). Both spend at most
@@ -48,7 +48,7 @@ class AttackConfig:
     are not counted. It stops as soon as a step holds a success: the image is then
     done, with `generations` 0 and `queries` the scan's evaluations up to that step.
     Otherwise DE starts with its full budget (generations + 1 populations) from the
-    scan's best candidates, best first (`rpx.scan.seed_population`), the rest of the
+    scan's best candidates, best first (`rpx.search.scan.seed_population`), the rest of the
     initial population latin hypercube; `queries` counts the scan's evaluations too,
     so an image may spend up to (pixels it can pick) * 2**C + population *
     (generations + 1).
@@ -61,9 +61,10 @@ class AttackConfig:
     per slot, held at once: one slot per image in `rpx.attack`, batch_size slots in
     `rpx.run`, e.g. 2.5 GiB for 1,000 images at NiN's 2.57 MiB); "auto" (the default)
     is "incremental" when pixels == 1, the analysis predicts a saving and the slots'
-    caches together fit `rpx.incremental.api.CACHE_BUDGET_BYTES` (256 MiB), else
-    "full". k > 1 always uses the full pass. Either way the reported probs come from
-    one full pass over the returned images (`rpx.AttackResult`).
+    caches together fit `rpx.evaluate.CACHE_BUDGET_BYTES` (256 MiB) and its program
+    builds (`rpx.evaluate.choose`), else "full". k > 1 always uses the full pass.
+    Either way the reported probs come from one full pass over the returned images
+    (`rpx.AttackResult`).
 
     k larger than a region's pixel count is allowed: such an image changes every
     pixel of its region at most once, and the pixel slots left without a distinct
@@ -130,8 +131,9 @@ def _check_fields(config) -> None:
     p = config.p_init
     if isinstance(p, bool) or not (isinstance(p, int | float) and 0.0 < p <= 1.0):
         raise ValueError(f"p_init must be a number in (0, 1], got {p!r}")
-    if config.search == "sparse_rs" and config.init == "scan":
+    if config.init in search.WARMUP_TYPES and config.search not in search.SEEDABLE:
         raise ValueError(
-            "init='scan' seeds DE; search='sparse_rs' draws its own initial sets "
-            "(use init='lhs' or 'uniform', which sparse_rs ignores)"
+            f"init={config.init!r} seeds {' or '.join(search.SEEDABLE)}; "
+            f"search={config.search!r} draws its own initial sets (use init='lhs' or "
+            "'uniform', which it ignores)"
         )

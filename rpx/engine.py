@@ -23,8 +23,9 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from rpx import checks, slots
-from rpx.attack import AttackResult
+from rpx.attack import AttackResult, finish
 from rpx.config import AttackConfig, resolve
+from rpx.search.base import where_rows
 
 AXIS = "slots"
 
@@ -147,13 +148,14 @@ def run(
         done = np.flatnonzero((slot_row >= 0) & ~busy)
         if len(done):
             finished = fns.finish(params, inputs, state)
-            finished = {k: np.asarray(v)[done] for k, v in finished.items()}
+            finished = jax.tree.map(lambda v, done=done: np.asarray(v)[done], finished)
+            checks.check_confirmed(finished.probs)
             rows = slot_row[done]
             out.put(rows, finished)
             slot_row[done] = -1
-            evaluations += int(finished["queries"].sum())
+            evaluations += int(finished.queries.sum())
             if callback is not None:
-                callback(requested[rows], AttackResult(**finished))
+                callback(requested[rows], finished)
             if bar is not None:
                 bar.update(len(done))
                 rate = evaluations / max(time.perf_counter() - started, 1e-9)
@@ -193,7 +195,7 @@ def _compiled(ctx, mesh, dtype):
         return slots.advance(ctx, params, key, inputs, state, steps, stop_on_finish=True)
 
     def merge(inputs, state, new_inputs, new_state, mask):
-        pick = lambda a, b: slots.where_rows(mask, b, a)  # noqa: E731
+        pick = lambda a, b: where_rows(mask, b, a)  # noqa: E731
         return jax.tree.map(pick, inputs, new_inputs), jax.tree.map(pick, state, new_state)
 
     fns = types.SimpleNamespace()
@@ -210,7 +212,7 @@ def _compiled(ctx, mesh, dtype):
     fns.active = jax.jit(slots.active)
     fns.finish = jax.jit(
         shard(
-            lambda p, i, s: slots.finish(ctx, p, i, s, dtype),
+            lambda p, i, s: finish(ctx, p, i, s, dtype),
             in_specs=(PartitionSpec(), spec, spec),
             out_specs=spec,
         )
@@ -237,8 +239,8 @@ class _Results:
 
     def put(self, rows, finished):
         for name, array in self.arrays.items():
-            array[rows] = finished[name]
-        self.successes += int(finished["success"].sum())
+            array[rows] = getattr(finished, name)
+        self.successes += int(finished.success.sum())
 
     def gather(self, mine) -> AttackResult:
         if jax.process_count() > 1:  # each host filled its own rows; share them

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from rpx import checks, chunks, encoding, fitness, incremental, regions
+from rpx import checks, evaluate, fitness, regions
 from rpx.config import AttackConfig
 
 
@@ -65,11 +66,12 @@ def pixel_map(
     region=None,
     target=None,
     colors=None,
-    batch_size: int | None = None,
     *,
+    chunk_size: int | None = None,
     value_range: tuple[float, float] = (0.0, 255.0),
     params=None,
     evaluation: str = "auto",
+    batch_size: int | None = None,
 ) -> PixelMap:
     """Try every colour at every allowed pixel of every image, one pixel at a time.
 
@@ -81,67 +83,74 @@ def pixel_map(
       target: int [N] or None; given, the scan is targeted (fitness p[target]).
       colors: [M, C] colours to try, values in value_range (whole numbers for integer
         images); None: the 2**C corners of the colour cube (8 for RGB).
-      batch_size: candidate images per classifier call; None: `rpx.attack`'s backend
-        default (`rpx.chunks.chunk_size`: 256 on CPU).
+      chunk_size: candidates per classifier call, as on `rpx.AttackConfig` and
+        `rpx.one_pixel_probs`; None: the backend default (`rpx.evaluate.chunk_size`: 256
+        on CPU).
       value_range: (lo, hi) of pixel values.
       params: None, or weights: predict is called as predict(params, x), params traced.
       evaluation: "full" runs predict on every candidate image; "incremental"
         recomputes only the changed pixel's receptive field from each image's cached
         clean activations (`rpx.incremental`, exact within float tolerance); "auto"
-        (the default) is "incremental" where the analysis predicts a saving.
+        (the default) is "incremental" where the analysis predicts a saving, and the
+        full pass wherever the incremental program cannot be built
+        (`rpx.evaluate.choose`).
+      batch_size: deprecated alias of chunk_size (DeprecationWarning); removed in the
+        next release.
 
     Returns:
       A `PixelMap`. The scan costs sum(region) * M model evaluations, in
-      ceil(total / batch_size) calls (the last ones smaller), plus [N, H*W, M] buffers
+      ceil(total / chunk_size) calls (the last ones smaller), plus [N, H*W, M] buffers
       for the per-colour score (float32), success (bool) and class (int32): 9 bytes per
       (pixel, colour). Incremental evaluation also holds the clean activations of the
       images scanned at once (`rpx.incremental.analyse(...).cache_bytes` each), in
-      groups of at most `rpx.incremental.api.CACHE_BUDGET_BYTES` (256 MiB).
+      groups of at most `rpx.evaluate.CACHE_BUDGET_BYTES` (256 MiB).
     """
+    if batch_size is not None:
+        if chunk_size is not None:
+            raise ValueError("pass chunk_size only (batch_size is its deprecated alias)")
+        warnings.warn(
+            "rpx.pixel_map(batch_size=) is deprecated: use chunk_size= (candidates per "
+            "classifier call, as on rpx.AttackConfig and rpx.one_pixel_probs)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        chunk_size = batch_size
     config = AttackConfig(value_range=value_range)
     images, labels, region, target = checks.check_inputs(
         predict, images, labels, region, target, config, params=params
     )
     n, h, w, c = images.shape
     colors = _check_colors(colors, c, config.value_range, jnp.issubdtype(images.dtype, jnp.integer))
-    if batch_size is not None:
-        checks.positive_int("batch_size", batch_size, 1)
+    if chunk_size is not None:
+        checks.positive_int("chunk_size", chunk_size, 1)
     if n * h * w * len(colors) >= 2**31:  # triples are numbered in int32
         raise ValueError(
             f"images: {n} images x {h * w} pixels x {len(colors)} colors exceed 2**31 "
             "candidates; scan them in smaller calls"
         )
-    checks.one_of("evaluation", evaluation, incremental.EVALUATIONS)
-    chunk = chunks.chunk_size(batch_size, images.shape, n * h * w * len(colors))
+    checks.one_of("evaluation", evaluation, evaluate.EVALUATIONS)
+    chunk = evaluate.chunk_size(chunk_size, images.shape, n * h * w * len(colors))
     region = regions.broadcast(region, n, h, w)
-    plan = incremental.choose(predict, (h, w, c), evaluation, params)
-    if plan is None:
-        return fused_pixel_map(predict, chunk, plan, params, images, labels, region, target, colors)
-    # Images in groups whose clean activations fit the budget; the last group is padded
-    # with empty regions (nothing evaluated) so every group reuses one program. Kept
+    plan = evaluate.choose(predict, (h, w, c), evaluation, params)
+    ev = evaluate.Evaluator(predict, chunk, params is not None, plan)
+
+    # Images in groups whose clean activations fit the budget (all at once for the full
+    # pass); the last group's padding gets empty regions (nothing evaluated). Kept
     # uneven: even groups split the candidates into other batches, which moved a few
     # fitness values by an ulp (seen on CPU).
-    group = incremental.api.cache_group(n, plan, even=False)
-    maps = []
-    for start in range(0, n, group):
-        take = jnp.minimum(jnp.arange(start, start + group), n - 1)
-        live = jnp.arange(start, start + group) < n
-        part = fused_pixel_map(
-            predict, chunk, plan, params, images[take], labels[take],
-            region[take] & live[:, None, None], None if target is None else target[take], colors,
-        )  # fmt: skip
-        keep = min(group, n - start)
-        maps.append(jax.tree.map(lambda a, keep=keep: a[:keep], part))
-    return jax.tree.map(lambda *a: jnp.concatenate(a), *maps) if len(maps) > 1 else maps[0]
+    def run(take, live):
+        goal = None if target is None else target[take]
+        group_region = region[take] & live[:, None, None]
+        return fused_pixel_map(ev, params, images[take], labels[take], group_region, goal, colors)
+
+    return evaluate.by_groups(n, evaluate.cache_group(n, plan, even=False), run)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def fused_pixel_map(
-    predict, chunk, plan, params, images, labels, region, target, colors
-) -> PixelMap:
-    """The whole scan for images [N, H, W, C], region bool [N, H, W], colors [M, C];
-    predict(params, x) when params is not None; with an `rpx.incremental` plan, each
-    candidate is scored from its image's clean activations."""
+@functools.partial(jax.jit, static_argnums=0)
+def fused_pixel_map(ev, params, images, labels, region, target, colors) -> PixelMap:
+    """The whole scan for images [N, H, W, C], region bool [N, H, W], colors [M, C],
+    each candidate scored by the `rpx.evaluate.Evaluator` ev (from its image's clean
+    activations when ev has a plan)."""
     n, h, w, c = images.shape
     m = colors.shape[0]
     targeted = target is not None
@@ -152,7 +161,7 @@ def fused_pixel_map(
     table, count = regions.index_table(region)
     # Triples are numbered image by image: image i owns [ends[i] - count[i]*M, ends[i]).
     ends = jnp.cumsum(count * m)
-    cache = None if plan is None else incremental.clean_cache(plan, pixels, params)
+    cache = ev.cache(pixels, params)
 
     def run(size):
         def run_chunk(at, out):
@@ -162,15 +171,10 @@ def fused_pixel_map(
             offset = t - (ends[image] - count[image] * m)
             slot, color = offset // m, offset % m
             flat = table[image, jnp.clip(slot, 0, h * w - 1)]
-            if plan is None:
-                candidates = jax.vmap(encoding.apply)(
-                    pixels[image], flat[:, None], colors[color][:, None], jnp.ones((size, 1), bool)
-                )
-                x = predict(candidates) if params is None else predict(params, candidates)
-            else:
-                at = jnp.stack([flat // w, flat % w], axis=-1)
-                x = incremental.window_probs(plan, cache, image, at, colors[color], params)
-            probs = x.astype(jnp.float32)
+            changed = jnp.ones((size, 1), bool)
+            probs = ev.probs(
+                params, pixels, cache, image, flat[:, None], colors[color][:, None], changed
+            )
             s, hit_t = fitness.score_and_hit(probs, labels[image], goal[image], targeted)
             predicted = jnp.where(jnp.isfinite(s), jnp.argmax(probs, axis=-1), -1)
             # Padding rows past the last triple get an out-of-bounds image and are dropped.
@@ -187,7 +191,7 @@ def fused_pixel_map(
         jnp.zeros((n, h * w, m), bool),
         jnp.full((n, h * w, m), -1, jnp.int32),
     )
-    score, hit, classes = chunks.run(ends[-1], chunk, run, out)
+    score, hit, classes = evaluate.over_chunks(ends[-1], ev.chunk, run, out)
 
     best = jnp.argmin(fitness.rank(score, hit), axis=-1)
     allowed = region.reshape(n, h * w)

@@ -12,7 +12,7 @@ clean activation, so the result is always that of the full pass, within float ro
     probs = rpx.one_pixel_probs(predict, images, positions, colors)   # [N, M, K]
 """
 
-from rpx.incremental.api import EVALUATIONS, one_pixel_probs
+from rpx.incremental.api import one_pixel_probs
 from rpx.incremental.plan import (
     MIN_FLOP_RATIO,
     Plan,
@@ -32,3 +32,12 @@ __all__ = [
     "one_pixel_probs",
     "window_probs",
 ]
+
+
+def __getattr__(name):
+    # EVALUATIONS lives in rpx.evaluate, which imports this package: looked up on use.
+    if name == "EVALUATIONS":
+        from rpx.evaluate import EVALUATIONS
+
+        return EVALUATIONS
+    raise AttributeError(f"module 'rpx.incremental' has no attribute {name!r}")

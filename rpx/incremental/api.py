@@ -9,13 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rpx import checks, chunks
-from rpx.incremental.plan import Plan, choose, clean_cache, window_probs
-
-EVALUATIONS = ("auto", "full", "incremental")
-
-# Clean activations held at once: images are processed in groups whose caches fit.
-CACHE_BUDGET_BYTES = 1 << 28
+from rpx import checks
 
 
 def one_pixel_probs(
@@ -41,7 +35,8 @@ def one_pixel_probs(
       evaluation: "full" runs predict on every changed image; "incremental" recomputes
         only the region the pixel reaches from the clean activations of its image (exact
         within float tolerance; ops it cannot follow run in full); "auto" is
-        "incremental" where `rpx.incremental.analyse` predicts a saving, else "full".
+        "incremental" where `rpx.incremental.analyse` predicts a saving and its program
+        builds, else "full" (`rpx.evaluate.choose`).
       params: weights for `predict(params, x)`, or None.
       chunk_size: candidates per classifier call; None: 256 on CPU, more on
         accelerators.
@@ -50,87 +45,67 @@ def one_pixel_probs(
       float32 [N, M, K]: probabilities of image n with pixel positions[n, m] set to
       colors[n, m].
 
-    Images go through in groups whose clean activations fit CACHE_BUDGET_BYTES
+    Images go through in groups whose clean activations fit
+    `rpx.evaluate.CACHE_BUDGET_BYTES`
     (`analyse(...).cache_bytes` per image), each group's candidates in chunks; one
     compiled program serves all groups, and repeated calls with the same `predict`
     object and shapes reuse it (weights closed over by `predict` are read once, as under
     `jax.jit`: pass weights that change as `params`).
     """
-    images, positions, colors = _validate(predict, images, positions, colors, evaluation)
+    # Imported here: rpx.evaluate builds on rpx.incremental (a cycle at import time).
+    from rpx import evaluate
+
+    checks.one_of("evaluation", evaluation, evaluate.EVALUATIONS)
+    images, positions, colors = _validate(predict, images, positions, colors)
     if chunk_size is not None:
         checks.positive_int("chunk_size", chunk_size, 1)
     n, m = positions.shape[:2]
     num_classes = checks.num_classes_of(predict, images.shape, params)
-    use_plan = choose(predict, images.shape[1:], evaluation, params)
+    plan = evaluate.choose(predict, images.shape[1:], evaluation, params)
     if n * m == 0:
         return jnp.zeros((n, m, num_classes), jnp.float32)
-    chunk = chunks.chunk_size(chunk_size, images.shape, n * m)
-    group = cache_group(n, use_plan)
-    program = _program(predict, use_plan, chunk, params is not None)
-    out = []
-    for start in range(0, n, group):
-        stop = min(n, start + group)
-        take = np.minimum(np.arange(start, start + group), stop - 1)  # pad with repeats
-        probs = program(images[take], positions[take], colors[take], params)
-        out.append(probs[: stop - start])
-    return jnp.concatenate(out) if len(out) > 1 else out[0]
-
-
-def cache_group(n: int, plan: Plan | None, *, even: bool = True) -> int:
-    """Images per group (>= 1) so that a group's clean activations (`plan.cache_bytes`
-    each) fit CACHE_BUDGET_BYTES; all n at once without a plan. even: the fewest groups
-    that fit, as even as possible; else as many images as fit, the rest in the last."""
-    most = max(1, n if plan is None else min(n, CACHE_BUDGET_BYTES // max(1, plan.cache_bytes)))
-    groups = -(-n // most)
-    return -(-n // groups) if even and groups else most
+    chunk = evaluate.chunk_size(chunk_size, images.shape, n * m)
+    program = _program(evaluate.Evaluator(predict, chunk, params is not None, plan))
+    return evaluate.by_groups(
+        n,
+        evaluate.cache_group(n, plan),
+        lambda take, _: program(images[take], positions[take], colors[take], params),
+    )
 
 
 @functools.lru_cache(maxsize=8)
-def _program(predict, plan: Plan | None, chunk: int, with_params: bool):
-    """The jitted evaluation of one group of images (cached: one compile per shape)."""
+def _program(ev):
+    """The jitted evaluation of one group of images by the `rpx.evaluate.Evaluator` ev
+    (cached: one compile per shape)."""
 
     def run(images, positions, colors, params):
         g, m, c = colors.shape
         total = g * m
-        steps = -(-total // chunk)
-        pad = steps * chunk - total
+        steps = -(-total // ev.chunk)
+        pad = steps * ev.chunk - total
         index = jnp.repeat(jnp.arange(g, dtype=jnp.int32), m)
-        flat_pos = positions.reshape(total, 2).astype(jnp.int32)
+        w = images.shape[2]
+        flat = positions[..., 0] * w + positions[..., 1]
+        flat = flat.reshape(total, 1).astype(jnp.int32)
         # The colour the changed image would hold, as predict sees it.
-        flat_col = colors.reshape(total, c).astype(images.dtype)
-        batches = [
-            jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in (index, flat_pos, flat_col)
-        ]
-        batches = [a.reshape(steps, chunk, *a.shape[1:]) for a in batches]
-        if plan is not None:
-            cache = clean_cache(plan, images, params)
+        color = colors.reshape(total, 1, c).astype(images.dtype).astype(jnp.float32)
+        batches = [jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in (index, flat, color)]
+        batches = [a.reshape(steps, ev.chunk, *a.shape[1:]) for a in batches]
+        pixels = images.astype(jnp.float32)
+        cache = ev.cache(pixels, params)
+        changed = jnp.ones((ev.chunk, 1), bool)
 
-            def step(batch):
-                idx, pos, col = batch
-                return window_probs(plan, cache, idx, pos, col.astype(jnp.float32), params)
-
-        else:
-
-            def step(batch):
-                idx, pos, col = batch
-                # A mask rather than a scatter: it fuses with the gather and the cast.
-                h, w = images.shape[1:3]
-                at_row = jnp.arange(h)[None, :, None, None] == pos[:, 0, None, None, None]
-                at_col = jnp.arange(w)[None, None, :, None] == pos[:, 1, None, None, None]
-                x = jnp.where(at_row & at_col, col[:, None, None, :], images[idx])
-                x = x.astype(jnp.float32)
-                probs = predict(params, x) if with_params else predict(x)
-                return jnp.asarray(probs, jnp.float32)
+        def step(batch):
+            idx, at, col = batch
+            return ev.probs(params, pixels, cache, idx, at, col, changed)
 
         probs = jax.lax.map(step, batches)
-        return probs.reshape(steps * chunk, -1)[:total].reshape(g, m, -1)
+        return probs.reshape(steps * ev.chunk, -1)[:total].reshape(g, m, -1)
 
     return jax.jit(run)
 
 
-def _validate(predict, images, positions, colors, evaluation):
-    if evaluation not in EVALUATIONS:
-        raise ValueError(f"evaluation must be one of {EVALUATIONS}, got {evaluation!r}")
+def _validate(predict, images, positions, colors):
     if not callable(predict):
         raise ValueError(f"predict must be callable, got {type(predict).__name__}")
     images, positions, colors = (jnp.asarray(a) for a in (images, positions, colors))

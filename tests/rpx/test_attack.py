@@ -244,6 +244,22 @@ def test_reported_probs_and_success_are_the_models_word_on_the_returned_images(m
         assert not np.asarray(result.success).any()
 
 
+def test_outputs_that_are_not_probabilities_on_the_returned_images_raise():
+    # Before: probabilities on the clean images (the probe passed), logits once the patch
+    # turns red: the logits' argmax was reported as a success, with the logits as probs.
+    def predict(x):
+        z = 20.0 * (planted.closeness(x, PATCH, planted.RED) - 0.75)
+        logits = jnp.stack([jnp.zeros_like(z), z], axis=-1)
+        return jnp.where((z > 0)[:, None], logits, jax.nn.softmax(logits, axis=-1))
+
+    images, labels = planted.grey_images(N), np.zeros(N, np.int32)
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match="probabilities.*returned .perturbed. images"):
+        rpx.attack(predict, images, labels, config=FAST, key=key)
+    with pytest.raises(ValueError, match="probabilities.*returned .perturbed. images"):
+        rpx.run(predict, images, labels, config=FAST, key=key, batch_size=2, progress=False)
+
+
 def small_cnn():
     """A two-conv classifier of 16x16 images whose one-pixel changes the incremental
     evaluation computes cheaply (so "auto" picks it unless memory forbids)."""
@@ -271,7 +287,7 @@ def test_auto_takes_the_full_pass_when_the_slots_caches_exceed_the_budget(monkey
     predict = small_cnn()
     plan = rpx.incremental.analyse(predict, (16, 16, 3))
     assert plan.saves_work
-    monkeypatch.setattr(rpx.incremental.api, "CACHE_BUDGET_BYTES", 3 * plan.cache_bytes)
+    monkeypatch.setattr(rpx.evaluate, "CACHE_BUDGET_BYTES", 3 * plan.cache_bytes)
     cached = []
     real = rpx.incremental.clean_cache
     monkeypatch.setattr(

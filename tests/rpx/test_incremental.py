@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import rpx
 import train
 from rpx import incremental
-from rpx.incremental import api, windows
+from rpx.incremental import windows
 
 ATOL = 1e-5
 ASSETS = os.path.join(os.path.dirname(train.__file__), "assets")
@@ -201,7 +201,7 @@ def test_params_argument_and_groups_and_chunks(monkeypatch):
     images = cifar_images(3)
     positions, colors = candidates(images, 1, np.random.default_rng(4))
     # Force several groups of images (tiny cache budget) and a padded last chunk.
-    monkeypatch.setattr(api, "CACHE_BUDGET_BYTES", 1)
+    monkeypatch.setattr(rpx.evaluate, "CACHE_BUDGET_BYTES", 1)
     got = incremental.one_pixel_probs(
         predict, images, positions, colors, params=variables, chunk_size=7, evaluation="incremental"
     )

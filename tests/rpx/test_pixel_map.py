@@ -72,8 +72,8 @@ def test_map_equals_brute_force_and_predict_on_the_modified_image():
     # Image 2's first allowed pixel, (1, 1), is vulnerable to the first colour only: a
     # triple numbered wrongly at an image boundary would miss it.
     region[2, 0], region[2, :, 0] = False, False
-    # batch_size 7 does not divide the (64 + 49) pixels x 8 colours: ragged chunks, tails.
-    result = rpx.pixel_map(corner_key_predict, images, labels, region=region, batch_size=7)
+    # chunk_size 7 does not divide the (64 + 49) pixels x 8 colours: ragged chunks, tails.
+    result = rpx.pixel_map(corner_key_predict, images, labels, region=region, chunk_size=7)
 
     fooled, fitness = np.asarray(result.fooled), np.asarray(result.fitness)
     best = np.asarray(result.best_color)
@@ -247,8 +247,9 @@ def test_heatmap_figure_writes_a_png(tmp_path):
         (dict(colors=np.full((1, 3), 256.0)), "colors"),
         (dict(colors=np.full((1, 3), np.nan)), "colors"),
         (dict(colors=np.full((1, 3), 10.5)), "colors"),  # uint8 images hold whole values
-        (dict(batch_size=0), "batch_size"),
-        (dict(batch_size=2.5), "batch_size"),
+        (dict(chunk_size=0), "chunk_size"),
+        (dict(chunk_size=2.5), "chunk_size"),
+        (dict(chunk_size=4, batch_size=4), "chunk_size only"),
         (dict(value_range=(1.0, 0.0)), "value_range"),
         (dict(value_range=(0.0, 1.0)), "images"),  # uint8 grey images exceed 1
         (dict(labels=np.array([0, 2])), "labels"),
@@ -262,6 +263,15 @@ def test_bad_inputs_raise_value_errors_naming_the_argument(kwargs, name):
     labels = args.pop("labels")
     with pytest.raises(ValueError, match=name):
         rpx.pixel_map(ONE_PIXEL, planted.grey_images(2), labels, **args)
+
+
+def test_batch_size_is_a_deprecated_alias_of_chunk_size():
+    images, labels = planted.grey_images(2), np.zeros(2, np.int32)
+    with pytest.warns(DeprecationWarning, match="chunk_size"):
+        old = rpx.pixel_map(ONE_PIXEL, images, labels, batch_size=7)
+    new = rpx.pixel_map(ONE_PIXEL, images, labels, chunk_size=7)
+    for a, b in zip(jax.tree.leaves(old), jax.tree.leaves(new), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_pixels_whose_output_is_nan_are_not_fooling():

@@ -1,4 +1,4 @@
-"""rpx.scan: init="scan" runs the corner scan first and seeds DE with its best."""
+"""rpx.search.scan: init="scan" runs the corner scan first and seeds DE with its best."""
 
 import dataclasses
 

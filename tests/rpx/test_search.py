@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpx import search
+from rpx.search import de as search
 
 
 def test_latin_hypercube_puts_one_value_in_each_stratum():
@@ -76,3 +76,37 @@ def test_more_than_one_difference_vector_is_refused_not_ignored():
         search.SkipSamplingDE(population_size=8, solution=jnp.zeros(3), num_diff=2)
     de = search.SkipSamplingDE(population_size=8, solution=jnp.zeros(3))
     assert de.num_diff == 1
+
+
+def test_evosax_still_has_the_private_de_interface_the_override_relies_on():
+    # SkipSamplingDE overrides evosax's private DE `_ask` and sets dithering fields only
+    # some releases have: a new evosax must fail here, loudly and by name, not drift.
+    import importlib.metadata
+
+    version = importlib.metadata.version("evosax")
+    try:
+        search.check_evosax.__wrapped__()
+    except RuntimeError as error:
+        pytest.fail(f"evosax {version}: {error}")
+    # evosax's public ask must run the override: its trial equals the override's own.
+    de, params = search.make_strategy(3, 8, "best1bin", (0.5, 1.0), 0.7)
+    genes = jax.random.uniform(jax.random.key(1), (8, 3))
+    state = de.init(jax.random.key(0), genes, jnp.arange(8.0), params)
+    public, _ = de.ask(jax.random.key(2), state, params)
+    own, _ = search.SkipSamplingDE._ask(de, jax.random.key(2), state, params)
+    np.testing.assert_array_equal(
+        public, own, err_msg=f"evosax {version}: DifferentialEvolution.ask bypasses _ask"
+    )
+
+
+def test_a_changed_evosax_interface_is_refused_naming_the_release(monkeypatch):
+    import dataclasses
+    import importlib.metadata
+
+    from evosax.algorithms.population_based import differential_evolution as evosax_de
+
+    fields = [f for f in dataclasses.fields(evosax_de.Params) if "_min" not in f.name]
+    monkeypatch.setattr(dataclasses, "fields", lambda cls: fields)
+    version = importlib.metadata.version("evosax")
+    with pytest.raises(RuntimeError, match=f"evosax {version} .*differential_weight_min"):
+        search.check_evosax.__wrapped__()

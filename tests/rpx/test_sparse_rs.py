@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import rpx
-from rpx import encoding, sparse_rs
+from rpx import encoding
+from rpx.search import sparse_rs
 from tests.rpx import planted
 from tests.rpx.planted import PATCH, in_patch
 from tests.rpx.test_engine import assert_same, mixed_batch

@@ -13,17 +13,24 @@ batch for the classifier) and keeps the best of them if it improves; pixels are 
 uniformly from the pixels its candidates can pick (`rpx.encoding.search_pixel_genes`),
 so every proposal lies in the region. Candidates are genes decoded by
 `rpx.encoding.decode` with `Layout.corner_colors`: colour genes 0.25 and 0.75 stand
-for lo and hi. Nothing here knows about classifiers; `rpx.slots` vmaps these functions
-over images and tracks the current set (the best candidate so far) and its pixels.
+for lo and hi. Nothing here knows about classifiers. `SparseRS` is the search the slot
+machine runs (`rpx.search.base`): the current set is the slot's best candidate so far
+(the slot machine's best_genes), its State the numbers of that set's pixels; `tell`
+moves them to the step's best proposal where it became the best.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any, ClassVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
-from rpx import encoding, search
+from rpx import encoding
+from rpx.search import base, de
 
 # Sparse-RS's L0 schedule (rs_attacks.py, p_selection): on iteration `it` of 10,000
 # (the budget rescaled to 10,000), the share is p_init / DIVISORS[number of THRESHOLDS
@@ -32,6 +39,61 @@ THRESHOLDS = (0, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 DIVISORS = (1, 2, 4, 5, 6, 8, 10, 12, 15, 20)
 # A large rank: an empty entry of an exclusion list (ranks are below H*W).
 _NONE = 2**30
+
+
+@struct.dataclass
+class State:
+    """ranks int32 [S, k]: the numbers (`encoding.search_pixel_genes`) of the pixels of
+    each slot's current set."""
+
+    ranks: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseRS:
+    """Sparse-RS over S slots (see `rpx.search.base` for the protocol).
+
+    config: the `AttackConfig` (pixels, population, generations, p_init); layout: the
+    `encoding.Layout` (with corner_colors).
+    """
+
+    config: Any
+    layout: encoding.Layout
+    corner_colors: ClassVar[bool] = True
+    warms_up: ClassVar[bool] = False
+
+    def warmup_steps(self) -> int:
+        return 0
+
+    def init(self, has_region) -> State:
+        return State(jnp.zeros((has_region.shape[0], self.config.pixels), jnp.int32))
+
+    def ask(self, keys, lookup, state: State, slots):
+        """Random k-sets where fresh, else `population` proposals around the current set
+        (each slot's best_genes), moving the schedule's number of pixels; the proposals'
+        ranks int32 [S, P, k] are the proposal `tell` takes."""
+        cfg, layout, pop, k = self.config, self.layout, self.config.population, self.config.pixels
+        s, d = slots.fresh.shape[0], layout.num_genes
+        # Initial populations are drawn only when some slot needs one (a real branch).
+        first, first_ranks = jax.lax.cond(
+            slots.fresh.any(),
+            lambda: jax.vmap(lambda key, c, r: initial(key, layout, pop, c, r))(
+                keys[:, 0], lookup.count, lookup.region
+            ),
+            lambda: (jnp.zeros((s, pop, d)), jnp.zeros((s, pop, k), jnp.int32)),
+        )
+        counts = jnp.asarray(resample_counts(cfg.generations, cfg.p_init, k))
+        moves = counts[jnp.minimum(slots.evaluated, cfg.generations)]
+        trial, ranks = jax.vmap(
+            lambda key, g, r, m, c, reg: propose(key, layout, pop, g, r, m, c, reg)
+        )(keys[:, 0], slots.best_genes, state.ranks, moves, lookup.count, lookup.region)
+        fresh = slots.fresh[:, None, None]
+        return jnp.where(fresh, first, trial), jnp.where(fresh, first_ranks, ranks)
+
+    def tell(self, told: base.Told, ranks, state: State):
+        """The best proposal's pixels where it became the slot's best."""
+        new = jnp.where(told.better[:, None], base.row(ranks, told.best), state.ranks)
+        return State(new), *base.nothing(told)
 
 
 def resample_counts(generations: int, p_init: float, pixels: int) -> np.ndarray:
@@ -107,7 +169,7 @@ def _move(key, ranks, m, n, channels):
     def draw(j, carry):
         ranks, excluded = carry
         free_key, any_key = jax.random.split(jax.random.fold_in(draw_key, j))
-        r = search.draw_excluding(free_key, n, excluded)
+        r = de.draw_excluding(free_key, n, excluded)
         # Uniform over all n pixels when the set already holds them all.
         r = jnp.where(r < n, r, jax.random.randint(any_key, (), 0, jnp.maximum(n, 1)))
         r = jnp.where(moved[j], r, -1)

@@ -10,39 +10,95 @@ it keeps a running top-`population` of its candidates, and DE starts from them.
 The scan's candidates are DE genes (one pixel, repeated in all k slots, so it changes
 one pixel): colour genes 0 and the largest float32 below 1 decode to lo and hi (exactly
 for integer images, within (hi - lo) * 2**-24 of hi for float ones), so the seeds are
-exactly the candidates the scan evaluated. `rpx.slots` runs these functions per slot.
+exactly the candidates the scan evaluated. `ScanFirst` is the scan as a warm-up phase
+of another search (`rpx.search.base`): the registry wraps DE in it for init="scan".
 """
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rpx import encoding, search
+from rpx import encoding, fitness
+from rpx.search import base, de
 
 
 @struct.dataclass
-class ScanState:
-    """Per slot: scanning bool [S], in the scan phase; at int32 [S], the next (pixel,
-    corner) pair; genes float32 [S, P, G] (G = genes per pixel), the best single-pixel
-    candidates so far, best first; keys float32 [S, P], their `fitness.rank` (inf: none)."""
+class State:
+    """Per slot: at int32 [S], the next (pixel, corner) pair; genes float32 [S, P, G]
+    (G = genes per pixel), the best single-pixel candidates so far, best first; keys
+    float32 [S, P], their `fitness.rank` (inf: none); inner: the seeded search's State."""
 
-    scanning: jax.Array
     at: jax.Array
     genes: jax.Array
     keys: jax.Array
+    inner: Any
 
 
-def start(scanning, layout: encoding.Layout, population: int) -> ScanState:
-    """A ScanState whose slots with `scanning` bool [S] start at their first pair."""
-    s = scanning.shape[0]
-    return ScanState(
-        scanning=scanning,
-        at=jnp.zeros((s,), jnp.int32),
-        genes=jnp.zeros((s, population, layout.genes_per_pixel), jnp.float32),
-        keys=jnp.full((s, population), jnp.inf, jnp.float32),
-    )
+@dataclasses.dataclass(frozen=True)
+class ScanFirst:
+    """The corner scan as the warm-up of `inner` (a search whose `ask` takes `first`,
+    the initial population: DE), which starts from the scan's best candidates."""
+
+    inner: Any
+    config: Any
+    layout: encoding.Layout
+    warms_up: ClassVar[bool] = True
+
+    @property
+    def corner_colors(self) -> bool:
+        return self.inner.corner_colors
+
+    def warmup_steps(self) -> int:
+        """Steps of the longest scan: every pixel of the image times 2**C corners."""
+        layout = self.layout
+        pairs = layout.height * layout.width * 2**layout.channels
+        return -(-pairs // self.config.population)
+
+    def init(self, has_region) -> State:
+        """Every slot at its first pair (the slot machine marks those with a region
+        `warming`)."""
+        s, pop = has_region.shape[0], self.config.population
+        return State(
+            at=jnp.zeros((s,), jnp.int32),
+            genes=jnp.zeros((s, pop, self.layout.genes_per_pixel), jnp.float32),
+            keys=jnp.full((s, pop), jnp.inf, jnp.float32),
+            inner=self.inner.init(has_region),
+        )
+
+    def ask(self, keys, lookup, state: State, slots):
+        """The scan's next `population` pairs where warming, else the inner search's
+        population (its initial one seeded by `seed_population`)."""
+        layout, pop = self.layout, self.config.population
+
+        def first():  # the inner search starts from the scan's best candidates
+            seed = lambda key, g, v: seed_population(key, layout, pop, g, v)  # noqa: E731
+            return jax.vmap(seed)(keys[:, 0], state.genes, state.keys)
+
+        genes, inner = self.inner.ask(keys, lookup, state.inner, slots, first=first)
+        pairs = jax.vmap(lambda c, r: total(layout, c, r))(lookup.count, lookup.region)
+        s, d, g = genes.shape[0], layout.num_genes, layout.genes_per_pixel
+        warming = slots.warming
+        scan_genes, singles, real = jax.lax.cond(
+            warming.any(),
+            lambda: jax.vmap(lambda a, c, r: candidates(layout, a, pop, c, r))(
+                state.at, lookup.count, lookup.region
+            ),
+            lambda: (jnp.zeros((s, pop, d)), jnp.zeros((s, pop, g)), jnp.zeros((s, pop), bool)),
+        )
+        genes = jnp.where(warming[:, None, None], scan_genes, genes)
+        return genes, (inner, singles, real, pairs)
+
+    def tell(self, told: base.Told, proposal, state: State):
+        """The inner search told; the scan's top-P merged with the step's pairs."""
+        inner, singles, real, pairs = proposal
+        inner_state, _, _ = self.inner.tell(told, inner, state.inner)
+        scan_keys = jnp.where(real, fitness.rank(told.score, told.hit), jnp.inf)
+        return tell(state.replace(inner=inner_state), told.slots.warming, singles, scan_keys, pairs)
 
 
 def total(layout: encoding.Layout, count, region):
@@ -67,22 +123,23 @@ def candidates(layout: encoding.Layout, at, population: int, count, region):
     coord = encoding.search_pixel_genes(layout, pixel, count, region)
     # Channel 0 is the most significant bit, as in rpx.pixel_map.corner_colors.
     bits = (corner[:, None] >> jnp.arange(c - 1, -1, -1)) & 1
-    color = jnp.where(bits == 1, search.BELOW_ONE, 0.0).astype(jnp.float32)
+    color = jnp.where(bits == 1, de.BELOW_ONE, 0.0).astype(jnp.float32)
     singles = jnp.concatenate([coord, color], axis=-1)
     return jnp.tile(singles, (1, k)), singles, real
 
 
-def tell(state: ScanState, singles, keys, pairs) -> tuple[ScanState, jax.Array, jax.Array]:
+def tell(state: State, on, singles, keys, pairs) -> tuple[State, jax.Array, jax.Array]:
     """The scan after a step of every scanning slot.
 
     Args:
-      singles: float32 [S, P, G], the step's single-pixel genes; keys: float32 [S, P],
-        their `fitness.rank` (inf for padding); pairs: int32 [S], each slot's `total`.
+      on: bool [S], the scanning slots. singles: float32 [S, P, G], the step's
+        single-pixel genes; keys: float32 [S, P], their `fitness.rank` (inf for
+        padding); pairs: int32 [S], each slot's `total`.
 
     Returns:
       (state, counted int32 [S], exhausted bool [S]): the running top-P merged with the
       step's candidates and `at` advanced, for scanning slots only; the real pairs the
-      step evaluated; and whether the scan has now tried every pair.
+      step evaluated; and whether the scan has now tried every pair (scanning slots).
     """
     p = state.keys.shape[1]
     merged_keys = jnp.concatenate([state.keys, keys], axis=1)
@@ -90,10 +147,8 @@ def tell(state: ScanState, singles, keys, pairs) -> tuple[ScanState, jax.Array, 
     # top_k keeps the lower index first among equal keys: earlier pairs win ties.
     neg, best = jax.lax.top_k(-merged_keys, p)
     top_genes = jnp.take_along_axis(merged_genes, best[..., None], axis=1)
-    on = state.scanning
     at = state.at + p
-    new = ScanState(
-        scanning=on,
+    new = state.replace(
         at=jnp.where(on, at, state.at),
         genes=jnp.where(on[:, None, None], top_genes, state.genes),
         keys=jnp.where(on[:, None], -neg, state.keys),
@@ -107,7 +162,7 @@ def seed_population(key, layout: encoding.Layout, population: int, singles, keys
 
     Args:
       key: a PRNG key (for the latin-hypercube fill). singles: float32 [P, G], keys:
-        float32 [P], the scan's best single-pixel candidates, best first (`ScanState`).
+        float32 [P], the scan's best single-pixel candidates, best first (`State`).
 
     Returns:
       float32 [P, D]. k = 1: the scan's best candidates, best first. k > 1: the best
@@ -117,7 +172,7 @@ def seed_population(key, layout: encoding.Layout, population: int, singles, keys
     """
     k, cg = layout.pixels, layout.coordinate_genes
     valid = jnp.isfinite(keys)
-    fill = search.initial_population(key, population, layout.num_genes, "lhs")
+    fill = de.initial_population(key, population, layout.num_genes, "lhs")
     if k == 1:
         return jnp.where(valid[:, None], singles, fill)
     # A pixel's first (best) candidate: no better-ranked valid one has its coordinates.

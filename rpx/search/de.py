@@ -1,24 +1,121 @@
-"""The differential-evolution search: evosax's DE, set up as the one-pixel attacks use it.
+"""Differential evolution on evosax, the paper's search (`AttackConfig(search="de")`).
 
-Per image, per generation: `ask` (evosax DE mutation + binomial crossover), `keep_in_bounds`,
-evaluate, `tell` (greedy one-to-one replacement). The fused loop in `rpx.attack` vmaps
-these over images; nothing here knows about images or classifiers.
+Per slot and generation: the initial population (latin hypercube or uniform, or the
+corner scan's seeds, `rpx.search.scan`) when the slot is fresh, else `ask`: evosax's DE
+mutation x_a + F (x_b - x_c) and binomial crossover, then `keep_in_bounds`; after the
+slot machine scored the population, `tell`: evosax's `init` on the initial population,
+its greedy one-to-one replacement on a trial population. Nothing here knows about
+images or classifiers.
+
+The one place that touches evosax's private interface is `SkipSamplingDE` (it overrides
+`_ask` and sets the dithering fields of DE's params); `check_evosax` refuses, naming
+the installed release, an evosax whose interface differs from the tested one.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import importlib.metadata
+import inspect
+from typing import Any, ClassVar
+
 import jax
 import jax.numpy as jnp
 from evosax.algorithms import DifferentialEvolution
+from evosax.algorithms.population_based import differential_evolution as evosax_de
+from flax import struct
+
+from rpx import encoding
+from rpx.search import base
 
 STRATEGIES = ("best1bin", "rand1bin")
-# "scan": DE starts from the corner scan's best candidates (`rpx.scan`), the rest LHS.
-INITS = ("lhs", "uniform", "scan")
-# "sparse_rs": random search over k (pixel, corner) pairs (`rpx.sparse_rs`).
-SEARCHES = ("de", "sparse_rs")
 # The largest float32 below 1 (genes lie in [0, 1)): (stratum + jitter) / P is capped
-# there so it never rounds up to 1; `rpx.scan`'s colour gene that decodes to hi.
+# there so it never rounds up to 1; `rpx.search.scan`'s colour gene that decodes to hi.
 BELOW_ONE = float(jnp.nextafter(jnp.float32(1.0), jnp.float32(0.0)))
+# The evosax releases whose private DE interface SkipSamplingDE was tested against
+# (pyproject.toml pins the same range).
+TESTED_EVOSAX = ">=0.3.1,<0.4"
+
+
+@struct.dataclass
+class State:
+    """evosax's DE state of every slot (leaves [S, ...])."""
+
+    de: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class DE:
+    """The DE search over S slots (see `rpx.search.base` for the protocol).
+
+    config: the `AttackConfig` (population, generations, strategy, mutation, crossover,
+    init); layout: the `encoding.Layout` (num_genes).
+    """
+
+    config: Any
+    layout: encoding.Layout
+    corner_colors: ClassVar[bool] = False
+    warms_up: ClassVar[bool] = False
+
+    def strategy(self):
+        """(evosax DE, its params) for this config."""
+        c = self.config
+        return make_strategy(
+            self.layout.num_genes, c.population, c.strategy, c.mutation, c.crossover
+        )
+
+    def warmup_steps(self) -> int:
+        return 0
+
+    def init(self, has_region) -> State:
+        s, pop, d = has_region.shape[0], self.config.population, self.layout.num_genes
+        de, params = self.strategy()
+        return State(
+            jax.vmap(de.init, (0, 0, 0, None))(
+                jax.random.split(jax.random.key(0), s),
+                jnp.zeros((s, pop, d)),
+                jnp.zeros((s, pop)),
+                params,
+            )
+        )
+
+    def ask(self, keys, lookup, state: State, slots, first=None):
+        """The initial population where fresh (`first()` [S, P, D] when given, as the
+        scan's seeds; else `initial_population` with config.init), else the trial one."""
+        cfg, s, d = self.config, slots.fresh.shape[0], self.layout.num_genes
+
+        def draw():
+            if first is not None:
+                return first()
+            return jax.vmap(initial_population, (0, None, None, None))(
+                keys[:, 0], cfg.population, d, cfg.init
+            )
+
+        # Initial populations are drawn only when some slot needs one (a real branch).
+        initial = jax.lax.cond(slots.fresh.any(), draw, lambda: jnp.zeros((s, cfg.population, d)))
+        de, params = self.strategy()
+        trial, _ = jax.vmap(de.ask, (0, 0, None))(keys[:, 0], state.de, params)
+        trial = jax.vmap(keep_in_bounds)(keys[:, 1], trial)
+        return jnp.where(slots.fresh[:, None, None], initial, trial), None
+
+    def tell(self, told: base.Told, proposal, state: State):
+        """evosax's init where the slot was fresh, its tell where live, else unchanged."""
+        de, params = self.strategy()
+        started = jax.vmap(de.init, (0, 0, 0, None))(
+            told.keys[:, 1], told.genes, told.score, params
+        )
+        updated, _ = jax.vmap(de.tell, (0, 0, 0, 0, None))(
+            told.keys[:, 2], told.genes, told.score, state.de, params
+        )
+        fresh, live = told.slots.fresh, told.slots.live
+        new = jax.tree.map(
+            lambda a, b, c: base.where_rows(fresh, a, base.where_rows(live, b, c)),
+            started,
+            updated,
+            state.de,
+        )
+        return State(new), *base.nothing(told)
 
 
 def make_strategy(
@@ -34,6 +131,7 @@ def make_strategy(
     rand1bin: a random member. F is drawn from U[lo, hi) once per generation
     (dithering), or fixed when lo == hi; CR is the binomial crossover rate.
     """
+    check_evosax()
     de = SkipSamplingDE(population_size=population, solution=jnp.zeros(num_genes))
     lo, hi = mutation
     params = de.default_params.replace(
@@ -64,6 +162,8 @@ class SkipSamplingDE(DifferentialEvolution):
     x_a + F (x_b - x_c) and binomial crossover with one forced gene. The random
     numbers differ from evosax's, not their distribution. `init`, `tell` and fitness
     shaping are evosax's own. Only one difference vector is supported (`num_diff`=1).
+    `check_evosax` (run by `make_strategy`) refuses an evosax whose private interface
+    differs from the one this override was tested against.
     """
 
     def __init__(self, population_size: int, solution, num_diff: int = 1, **kwargs):
@@ -99,6 +199,41 @@ class SkipSamplingDE(DifferentialEvolution):
 
         keys = jax.random.split(key, size)
         return jax.vmap(member)(keys, jnp.arange(size)), state
+
+
+@functools.cache
+def check_evosax() -> None:
+    """RuntimeError, naming the installed evosax, unless its DE has the private interface
+    SkipSamplingDE relies on: `_ask(key, state, params)`, called by `ask`, a state with
+    population, fitness and generation_counter, params with the dithering fields."""
+    needs = {
+        "DifferentialEvolution._ask(self, key, state, params)": list(
+            inspect.signature(getattr(DifferentialEvolution, "_ask", lambda: 0)).parameters
+        )
+        == ["self", "key", "state", "params"],
+        "ask calling self._ask": "self._ask(" in _source(DifferentialEvolution.ask),
+    }
+    for cls, fields in (
+        (evosax_de.State, ("population", "fitness", "generation_counter")),
+        (evosax_de.Params, ("elitism", "crossover_rate", "differential_weight",
+                            "differential_weight_min", "differential_weight_max")),
+    ):  # fmt: skip
+        have = {f.name for f in dataclasses.fields(cls)}
+        needs[f"{cls.__qualname__} fields {fields}"] = set(fields) <= have
+    missing = [name for name, ok in needs.items() if not ok]
+    if missing:
+        raise RuntimeError(
+            f"evosax {importlib.metadata.version('evosax')} changed the private DE interface "
+            f"rpx.search.de.SkipSamplingDE overrides (tested: evosax{TESTED_EVOSAX}); "
+            f"missing: {'; '.join(missing)}"
+        )
+
+
+def _source(fn) -> str:
+    try:
+        return inspect.getsource(inspect.unwrap(fn))
+    except (OSError, TypeError):  # no source shipped: trust the other checks
+        return "self._ask("
 
 
 def draw_excluding(key: jax.Array, n, excluded: jax.Array) -> jax.Array:
