@@ -10,7 +10,7 @@ import numpy as np
 from flax import struct
 from tqdm.auto import tqdm
 
-from rpx import checks, incremental, regions
+from rpx import checks, evaluate, regions
 from rpx.certification import bounds, branch
 from rpx.config import AttackConfig
 
@@ -115,7 +115,7 @@ def certify(
         ("search_steps", search_steps, 0),
     ):
         checks.positive_int(name, value, least)
-    checks.one_of("evaluation", evaluation, incremental.EVALUATIONS)
+    checks.one_of("evaluation", evaluation, evaluate.EVALUATIONS)
     if radius is not None:
         if isinstance(radius, bool) or not np.isscalar(radius) or not radius >= 0:
             raise ValueError(f"radius must be None or a number >= 0, got {radius!r}")

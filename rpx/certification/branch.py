@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rpx import incremental
+from rpx import evaluate, incremental
 from rpx.certification import bounds
 
 # Probability margins below this are re-checked with predict's full forward pass.
@@ -284,84 +284,63 @@ def _verdict(probs, label, goal, targeted):
 
 def _full_probs(ctx, image, positions, colours) -> np.ndarray:
     """predict's probabilities [M, K] on the image with each one pixel changed."""
+    evaluator = evaluate.Evaluator(ctx.predict, 64, ctx.params is not None)
+    pixels = jnp.asarray(image[None], jnp.float32)
     m = len(positions)
-    size = min(64, _bucket(m))
     out = []
-    for start in range(0, m, size):
-        take = np.minimum(np.arange(start, start + size), m - 1)
-        run = _full_program(ctx.predict, ctx.params is not None)
-        probs = run(image, positions[take], colours[take], ctx.params)
+    for start in range(0, m, evaluator.chunk):
+        take = np.minimum(np.arange(start, start + evaluator.chunk), m - 1)
+        flat = positions[take, 0] * image.shape[1] + positions[take, 1]
+        probs = _score(evaluator, ctx.params, pixels, None, flat, colours[take])
         out.append(np.asarray(probs)[: m - start])
     return np.concatenate(out)[:m]
 
 
-def _classify(predict, params, x):
-    out = predict(x) if params is None else predict(params, x)
-    return jnp.asarray(out, jnp.float32)
-
-
-@functools.lru_cache(maxsize=16)
-def _full_program(predict, with_params):
-    def run(image, positions, colours, params):
-        image = jnp.asarray(image)
-        colours = jnp.asarray(colours).astype(image.dtype)
-
-        def one(position, colour):
-            return image.at[position[0], position[1]].set(colour)
-
-        x = jax.vmap(one)(jnp.asarray(positions, jnp.int32), colours).astype(jnp.float32)
-        return _classify(predict, params if with_params else None, x)
-
-    return jax.jit(run)
+@functools.partial(jax.jit, static_argnums=0)
+def _score(evaluator, params, pixels, cache, flat, colours):
+    """Probabilities [B, K] of pixels[0] with pixel flat[b] set to colours[b] [B, C]."""
+    b = flat.shape[0]
+    one = jnp.ones((b, 1), bool)
+    index = jnp.zeros(b, jnp.int32)
+    colours = jnp.asarray(colours, jnp.float32)[:, None]
+    return evaluator.probs(params, pixels, cache, index, flat[:, None], colours, one)
 
 
 def _descend(ctx, image, label, goal, positions, starts, box_lo, box_hi) -> np.ndarray:
     """The best colour [M, C] along a signed-gradient descent of the attack's log-margin
     from each start, inside each candidate's box [box_lo, box_hi] (float colours; the
     caller rounds them for integer images). Scored incrementally where that pays."""
-    plan = incremental.choose(ctx.predict, image.shape, ctx.evaluation, ctx.params)
-    x = jnp.asarray(image[None], jnp.float32)
-    cache = None if plan is None else incremental.clean_cache(plan, x, ctx.params)
-    run = _descent_program(
-        ctx.predict, ctx.params is not None, plan, ctx.targeted, ctx.search_steps
-    )
     m = len(positions)
     size = min(ctx.chunk_size, _bucket(m))
+    plan = evaluate.choose(ctx.predict, image.shape, ctx.evaluation, ctx.params)
+    evaluator = evaluate.Evaluator(ctx.predict, size, ctx.params is not None, plan)
+    pixels = jnp.asarray(image[None], jnp.float32)
+    cache = evaluator.cache(pixels, ctx.params)
+    run = _descent_program(evaluator, ctx.targeted, ctx.search_steps)
     out = []
     for start in range(0, m, size):
         take = np.minimum(np.arange(start, start + size), m - 1)
-        got = run(
-            x[0], cache, jnp.asarray(positions[take], jnp.int32),
-            *(jnp.asarray(a[take], jnp.float32) for a in (starts, box_lo, box_hi)), label, goal,
-            ctx.params,
-        )  # fmt: skip
+        flat = jnp.asarray(positions[take, 0] * image.shape[1] + positions[take, 1], jnp.int32)
+        box = (jnp.asarray(a[take], jnp.float32) for a in (starts, box_lo, box_hi))
+        got = run(pixels, cache, flat, *box, label, goal, ctx.params)
         out.append(np.asarray(got)[: m - start])
     return np.concatenate(out)
 
 
 @functools.lru_cache(maxsize=16)
-def _descent_program(predict, with_params, plan, targeted, steps):
-    def loss(colour, image, cache, position, label, goal, params):
-        params = params if with_params else None
-        if plan is None:
-            x = image.at[position[0], position[1]].set(colour)[None]
-            probs = _classify(predict, params, x)[0]
-        else:
-            zero = jnp.zeros(1, jnp.int32)
-            probs = incremental.window_probs(
-                plan, cache, zero, position[None], colour[None], params
-            )
-            probs = probs[0]
+def _descent_program(evaluator, targeted, steps):
+    def loss(colour, pixels, cache, flat, goal, params):
+        probs = _score(evaluator, params, pixels, cache, flat[None], colour[None])[0]
         logp = jnp.log(jnp.maximum(probs, 1e-30))
         others = jnp.where(jnp.arange(logp.shape[0]) == goal, -jnp.inf, logp).max()
         return others - logp[goal] if targeted else logp[goal] - others
 
-    grad = jax.vmap(jax.value_and_grad(loss), in_axes=(0, None, None, 0, None, None, None))
+    grad = jax.vmap(jax.value_and_grad(loss), in_axes=(0, None, None, 0, None, None))
 
-    def run(image, cache, positions, colours, lo, hi, label, goal, params):
+    def run(pixels, cache, flat, colours, lo, hi, label, goal, params):
         def body(t, carry):
             colour, best, best_loss = carry
-            value, g = grad(colour, image, cache, positions, label, goal, params)
+            value, g = grad(colour, pixels, cache, flat, goal, params)
             better = value < best_loss
             best = jnp.where(better[:, None], colour, best)
             best_loss = jnp.where(better, value, best_loss)
@@ -371,7 +350,7 @@ def _descent_program(predict, with_params, plan, targeted, steps):
 
         init = (colours, colours, jnp.full(colours.shape[0], jnp.inf))
         colour, best, best_loss = jax.lax.fori_loop(0, steps, body, init)
-        value, _ = grad(colour, image, cache, positions, label, goal, params)
+        value, _ = grad(colour, pixels, cache, flat, goal, params)
         return jnp.where((value < best_loss)[:, None], colour, best)
 
     return jax.jit(run)
