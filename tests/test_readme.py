@@ -16,6 +16,7 @@ def test_there_are_snippets_to_run():
     assert len(SNIPPETS) >= 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code", SNIPPETS, ids=[f"snippet{i}" for i in range(len(SNIPPETS))])
 def test_snippet_runs(code):
     done = subprocess.run(

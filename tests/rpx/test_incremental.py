@@ -106,6 +106,7 @@ def test_cifar_nets_equal_full_pass(name, extra, least_ratio):
     assert 0 < plan.cache_bytes < 8 << 20
 
 
+@pytest.mark.slow
 def test_vgg16_cifar_equal_full_pass():
     # Weights as an argument: XLA compiles the 15M parameters much faster than as constants.
     model = train.models.module("vgg16_cifar")
