@@ -35,7 +35,7 @@ def check_inputs(
     """
     if not callable(predict):
         raise ValueError(f"predict must be callable, got {type(predict).__name__}")
-    images = _as_array(images, "images") if to_device else _as_host(images, "images")
+    images = as_array(images, "images") if to_device else _as_host(images, "images")
     if images.ndim != 4:
         raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
     kind = images.dtype
@@ -59,7 +59,7 @@ def check_inputs(
             bad = np.flatnonzero(np.reshape(equal, (n, -1)).any(1))
             raise ValueError(f"target must differ from labels; equal at image indices {bad[:10]}")
     if region is not None:
-        region = _as_array(region, "region")
+        region = as_array(region, "region")
         if region.dtype != bool:
             raise ValueError(f"region must be a bool mask, got dtype {region.dtype}")
         if region.shape not in ((h, w), (n, h, w)):
@@ -201,7 +201,7 @@ def num_classes_of(predict, images_shape, params=None) -> int:
 
 
 def _class_vector(name, values, n, num_classes, columns=False):
-    values = _as_array(values, name)
+    values = as_array(values, name)
     if columns:
         if values.ndim != 2 or values.shape[0] != n or values.shape[1] == 0:
             raise ValueError(
@@ -221,7 +221,7 @@ def _class_vector(name, values, n, num_classes, columns=False):
     return values.astype(jnp.int32)
 
 
-def _as_array(x, name):
+def as_array(x, name):
     return x if isinstance(x, jax.Array) else jnp.asarray(_as_host(x, name))
 
 

@@ -108,7 +108,10 @@ def _program(ev):
 def _validate(predict, images, positions, colors):
     if not callable(predict):
         raise ValueError(f"predict must be callable, got {type(predict).__name__}")
-    images, positions, colors = (jnp.asarray(a) for a in (images, positions, colors))
+    names = ("images", "positions", "colors")
+    images, positions, colors = (
+        checks.as_array(a, name) for a, name in zip((images, positions, colors), names, strict=True)
+    )
     if images.ndim != 4 or 0 in images.shape[1:]:
         raise ValueError(f"images must be [N, H, W, C] with H, W, C > 0, got {images.shape}")
     if not (

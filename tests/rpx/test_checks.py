@@ -224,3 +224,10 @@ def test_run_with_no_target_columns_names_target():
     with pytest.raises(ValueError, match=r"target must be \[N\] or \[N, T\].*T >= 1.*\(2, 0\)"):
         rpx.run(PREDICT, images, labels, target=np.zeros((2, 0), np.int32), config=CONFIG,
                 key=jax.random.key(0), batch_size=2)  # fmt: skip
+
+
+def test_one_pixel_probs_refuses_positions_beyond_int32():
+    # (2**32 + 1, 0) would wrap to row 1, inside the image, and be scored silently.
+    positions = np.array([[[2**32 + 1, 0]]], np.int64)
+    with pytest.raises(ValueError, match=r"^positions has values in \[.*int32"):
+        rpx.one_pixel_probs(PREDICT, planted.grey_images(1), positions, np.zeros((1, 1, 3)))
