@@ -497,7 +497,11 @@ def _head(walk: BoundWalk, eqn, ins, keys) -> Ref:
             z = source.val if source in ordered else source
             kind = "order+" if _positive(name, ins) else "order"
             return Ref(keys[0], _out_abs(eqn, kind), z)
-    reduces_classes = name == "reduce_sum" and tuple(eqn.params["axes"]) == (len(shape),)
+    # A sum or maximum over the classes (softmax's normaliser and its max shift) is one
+    # opaque value per row.
+    reduces_classes = name in ("reduce_sum", "reduce_max") and tuple(eqn.params["axes"]) == (
+        len(shape),
+    )
     if ordered and not reduces_classes:
         raise ValueError(
             f"rpx.certify cannot bound {name!r} after the softmax-like head of predict (it "
