@@ -49,17 +49,20 @@ class Unavailable(Exception):
 
 
 @jax.custom_vjp
-def _relaxed(x, a_lo, a_hi):
-    return a_lo * x
+def _relaxed(x, a_lo, a_hi, b_lo):
+    """The lower piece a_lo x + b_lo (exact where the bounds meet); its backward takes
+    the slope the cotangent's sign chooses."""
+    return a_lo * x + b_lo
 
 
-def _relaxed_fwd(x, a_lo, a_hi):
-    return a_lo * x, (a_lo, a_hi)
+def _relaxed_fwd(x, a_lo, a_hi, b_lo):
+    return a_lo * x + b_lo, (a_lo, a_hi, b_lo)
 
 
 def _relaxed_bwd(res, g):
-    a_lo, a_hi = res
-    return jnp.where(g >= 0, g * a_lo, g * a_hi), jnp.zeros_like(a_lo), jnp.zeros_like(a_hi)
+    a_lo, a_hi, b_lo = res
+    back = jnp.where(g >= 0, g * a_lo, g * a_hi)
+    return back, jnp.zeros_like(a_lo), jnp.zeros_like(a_hi), jnp.zeros_like(b_lo)
 
 
 _relaxed.defvjp(_relaxed_fwd, _relaxed_bwd)
@@ -96,14 +99,15 @@ def relu_pieces(lo, hi):
 
 
 def max_const_pieces(lo, hi, c):
-    """Pieces of max(x, c) over [lo, hi]: c + relu(x - c) (c = -inf: x)."""
+    """Pieces of max(x, c) over [lo, hi]: c + relu(x - c) (c = -inf: x; c = inf: inf)."""
     finite = jnp.where(jnp.isfinite(c), c, 0.0)
     a_l, b_l, a_u, b_u = relu_pieces(lo - finite, hi - finite)
     b_l, b_u = finite + b_l - a_l * finite, finite + b_u - a_u * finite
-    low = c == -jnp.inf
+    low, high = c == -jnp.inf, c == jnp.inf
     one, zero = jnp.ones_like(a_l), jnp.zeros_like(a_l)
-    return (jnp.where(low, one, a_l), jnp.where(low, zero, b_l),
-            jnp.where(low, one, a_u), jnp.where(low, zero, b_u))  # fmt: skip
+    a_l, a_u = (jnp.where(low, one, jnp.where(high, zero, a)) for a in (a_l, a_u))
+    b_l, b_u = (jnp.where(low, zero, jnp.where(high, jnp.inf, b)) for b in (b_l, b_u))
+    return a_l, b_l, a_u, b_u
 
 
 def abs_pieces(lo, hi):
@@ -143,9 +147,14 @@ def selection(cand_lo, cand_hi, real):
 class Net:
     """predict's jaxpr on values, its nonlinear steps relaxed with the walk's bounds.
 
-    mode "back": each relaxed step backpropagates by the sign of its cotangent and adds
-    deltas[i] (zeros) so its cotangent can be read; mode "value": each relaxed step is the
-    piece chosen by lams[i] (the cotangents of the same spec)."""
+    mode "back": each relaxed step is its lower piece, backpropagates by the sign of its
+    cotangent and adds deltas[i] (zeros) so its cotangent can be read; mode "value": each
+    relaxed step is the piece chosen by lams[i] (the cotangents of the same spec).
+
+    Where the colour cannot reach (outside the walk's window) a step's bounds are its
+    argument's own value, so both pieces are exact there and both modes compute the
+    clean values; the slopes the cotangents see (the colour-dependent elements) come from
+    the walk's bounds alone, so both modes follow the same affine function."""
 
     def __init__(self, relax: dict, logits_key):
         self.relax = relax
@@ -224,7 +233,7 @@ class Net:
         a_l, b_l, a_u, b_u = (lax.stop_gradient(p) for p in pieces)
         i = self.order[node]
         if self.mode == "back":
-            return _relaxed(x, a_l, a_u) + self.extra[i]
+            return _relaxed(x, a_l, a_u, b_l) + self.extra[i]
         lam = self.extra[i]
         return jnp.where(lam >= 0, a_l * x + b_l, a_u * x + b_u)
 

@@ -15,7 +15,7 @@ from jax import lax
 
 import rpx
 import train
-from rpx.certification import bounds
+from rpx.certification import bounds, crown
 
 ASSETS = os.path.join(os.path.dirname(train.__file__), "assets")
 DN = ("NHWC", "HWIO", "NHWC")
@@ -219,3 +219,30 @@ def test_certify_with_crown_matches_brute_force(kind, targeted, monkeypatch):
     np.testing.assert_array_equal(np.asarray(cert.safe), ~truth)
     assert truth.any() and (~truth).any()
     assert any(use for use, _ in calls)  # the boxes the forward bounds left open
+
+
+def test_relaxation_pieces_enclose_their_functions():
+    """Every lower piece below and every upper piece above its function on [lo, hi]
+    (random intervals straddling, above and below the kink; constants c = -inf too)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 2, (2, 4000)).astype(np.float32)
+    lo, hi = jnp.asarray(np.minimum(a, b)), jnp.asarray(np.maximum(a, b))
+    x = lo + (hi - lo) * jnp.asarray(rng.uniform(0, 1, (64, 4000)), jnp.float32)
+    c = jnp.asarray(np.where(rng.uniform(size=4000) < 0.1, -np.inf, rng.normal(0, 1, 4000)),
+                    jnp.float32)  # fmt: skip
+    cases = [
+        (crown.relu_pieces(lo, hi), jnp.maximum(x, 0.0)),
+        (crown.max_const_pieces(lo, hi, c), jnp.maximum(x, c)),
+        (crown.abs_pieces(lo, hi), jnp.abs(x)),
+        (crown.monotone_pieces("tanh", lo, hi), jnp.tanh(x)),
+        (crown.monotone_pieces("rsqrt", jnp.abs(lo) + 0.1, jnp.abs(lo) + 1.0),
+         None),
+    ]  # fmt: skip
+    for (a_l, b_l, a_u, b_u), y in cases[:4]:
+        assert np.all(np.asarray(a_l * x + b_l) <= np.asarray(y) + 1e-5)
+        assert np.all(np.asarray(a_u * x + b_u) >= np.asarray(y) - 1e-5)
+    (a_l, b_l, a_u, b_u), _ = cases[4]
+    z = jnp.abs(lo) + 0.1 + 0.9 * jnp.asarray(rng.uniform(0, 1, (64, 4000)), jnp.float32)
+    y = 1.0 / jnp.sqrt(z)
+    assert np.all(np.asarray(b_l) <= np.asarray(y) + 1e-5) and np.all(a_l == 0)
+    assert np.all(np.asarray(b_u) >= np.asarray(y) - 1e-5) and np.all(a_u == 0)
