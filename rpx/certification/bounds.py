@@ -10,6 +10,10 @@ through class j: z_goal - z_j untargeted (goal = label), z_j - z_goal targeted (
 target), z the logits. The box is proved safe when every margin (untargeted) or some
 margin (targeted) exceeds `proof_margin`. `worst` is the colour of the box at which the
 weakest margin's lower form is least: the first colour to try as a witness.
+
+Each margin's bound is the better of two sound ones: the forward forms' (`rules`), and
+back-substitution's (`crown`, `use_crown=True`), which carries the margin's weights back
+through predict's ops with every nonlinear step relaxed on the forward forms' bounds.
 """
 
 from __future__ import annotations
