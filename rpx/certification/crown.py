@@ -13,16 +13,17 @@ s . z from below where the coefficient is positive, its upper piece where negati
     s . z(x)  >=  R_s(x) = Λ_x . x + c       for every colour x of the box,
 
 where R_s is predict with each relaxed step replaced by the piece its Λ chose: an affine
-function of the colour, evaluated once at the box's middle to get its offset. Its least
-value over the box is R_s(mid) - sum |Λ_x| rad.
+function of the colour. Its least value over the box is Λ_x . mid + c - sum |Λ_x| rad.
 
 The value-level network is predict's jaxpr run on the whole image with the pixel set to
 the colour (no windows); outside the pixel's receptive field the relaxation is exact (the
-bounds there are the clean value). Pass 1 (`jax.vjp`, with `custom_vjp` steps whose
-backward chooses the slope by the cotangent's sign, and a zero added after each step to
-read its cotangent) gives every Λ; pass 2 evaluates R_s at the middle. Both are vmapped
-over the specs. A step no relaxation covers makes the whole bound unavailable (None):
-nothing is ever differentiated through an op that is not affine.
+bounds there are the value itself). One reverse pass (`jax.vjp`, vmapped over the specs)
+gives Λ_x and c together: every constant that enters the network additively (biases,
+shifts, pad values, the clean image, the relaxed steps' offsets b) is multiplied by a
+scalar s = 1, which makes R_s linear in (colour, s), so c is the cotangent of s; each
+relaxed step is a `custom_vjp` whose backward picks slope and offset by the cotangent's
+sign. A step no relaxation covers makes the bound unavailable: nothing is ever
+differentiated through an op that is not affine.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from jax.extend import core as jcore
 from rpx.certification import rules
 from rpx.incremental.walk import bind, sub_jaxpr
 
+# Linear ops whose constant operand is a weight, not an added constant.
+WEIGHTED = frozenset("mul div conv_general_dilated dot_general".split())
 # Ops that are affine in their colour-dependent operands whenever the forward walk
 # accepts them (the walk refuses products of two colour-dependent values, colour-
 # dependent indices and selectors): their own autodiff is their transpose.
@@ -48,39 +51,48 @@ class Unavailable(Exception):
     """The logits depend on a step back-substitution does not relax."""
 
 
+def _signed(g, on_lo, on_hi):
+    """g * on_lo where g > 0, g * on_hi where g < 0, 0 where g == 0 (also for inf)."""
+    return jnp.where(g > 0, g * on_lo, jnp.where(g < 0, g * on_hi, 0.0))
+
+
 @jax.custom_vjp
-def _relaxed(x, a_lo, a_hi, b_lo):
-    """The lower piece a_lo x + b_lo (exact where the bounds meet); its backward takes
-    the slope the cotangent's sign chooses."""
-    return a_lo * x + b_lo
+def _relaxed(x, s, a_lo, a_hi, b_lo, b_hi):
+    """The lower piece a_lo x + b_lo s (exact where the bounds meet); backward: the
+    piece the cotangent's sign chooses, its offset to s."""
+    return a_lo * x + b_lo * s
 
 
-def _relaxed_fwd(x, a_lo, a_hi, b_lo):
-    return a_lo * x + b_lo, (a_lo, a_hi, b_lo)
+def _relaxed_fwd(x, s, a_lo, a_hi, b_lo, b_hi):
+    return a_lo * x + b_lo * s, (a_lo, a_hi, b_lo, b_hi)
 
 
 def _relaxed_bwd(res, g):
-    a_lo, a_hi, b_lo = res
-    back = jnp.where(g >= 0, g * a_lo, g * a_hi)
-    return back, jnp.zeros_like(a_lo), jnp.zeros_like(a_hi), jnp.zeros_like(b_lo)
+    a_lo, a_hi, b_lo, b_hi = res
+    zeros = [jnp.zeros_like(r) for r in res]
+    return (_signed(g, a_lo, a_hi), _signed(g, b_lo, b_hi).sum(), *zeros)
 
 
 _relaxed.defvjp(_relaxed_fwd, _relaxed_bwd)
 
 
 @jax.custom_vjp
-def _selected(cands, onehot, dominant):
+def _selected(cands, s, onehot, dominant, hi):
+    """The best candidate (a lower bound of the maximum); backward: above, the best
+    candidate where it dominates, else the constant hi (to s)."""
     return (onehot * cands).sum(0)
 
 
-def _selected_fwd(cands, onehot, dominant):
-    return (onehot * cands).sum(0), (onehot, dominant)
+def _selected_fwd(cands, s, onehot, dominant, hi):
+    return (onehot * cands).sum(0), (onehot, dominant, hi)
 
 
 def _selected_bwd(res, g):
-    onehot, dominant = res
-    back = onehot * jnp.where((g >= 0) | (dominant > 0), g, 0.0)[None]
-    return back, jnp.zeros_like(onehot), jnp.zeros_like(dominant)
+    onehot, dominant, hi = res
+    upper = dominant > 0
+    back = onehot * _signed(g, 1.0, jnp.where(upper, 1.0, 0.0))[None]
+    offset = _signed(g, 0.0, jnp.where(upper, 0.0, hi)).sum()
+    return (back, offset, *[jnp.zeros_like(r) for r in res])
 
 
 _selected.defvjp(_selected_fwd, _selected_bwd)
@@ -145,27 +157,15 @@ def selection(cand_lo, cand_hi, real):
 
 
 class Net:
-    """predict's jaxpr on values, its nonlinear steps relaxed with the walk's bounds.
-
-    mode "back": each relaxed step is its lower piece, backpropagates by the sign of its
-    cotangent and adds deltas[i] (zeros) so its cotangent can be read; mode "value": each
-    relaxed step is the piece chosen by lams[i] (the cotangents of the same spec).
-
-    Where the colour cannot reach (outside the walk's window) a step's bounds are its
-    argument's own value, so both pieces are exact there and both modes compute the
-    clean values; the slopes the cotangents see (the colour-dependent elements) come from
-    the walk's bounds alone, so both modes follow the same affine function."""
+    """predict's jaxpr on values, its nonlinear steps relaxed with the walk's bounds and
+    its additive constants multiplied by the scalar s (see the module docstring)."""
 
     def __init__(self, relax: dict, logits_key):
         self.relax = relax
-        self.order = {node: i for i, node in enumerate(relax)}
         self.logits_key = logits_key
 
-    def shapes(self):
-        return [tuple(node[0][1].aval.shape) for node in self.order]
-
-    def __call__(self, jaxpr, consts, image, mode, extra):
-        self.mode, self.extra, self.found = mode, extra, None
+    def __call__(self, jaxpr, consts, image, s):
+        self.s, self.found = s, None
         dep = [False] * len(consts) + [True]
         self._run(jaxpr.jaxpr, list(consts) + [image], dep, ())
         if self.found is None:
@@ -173,10 +173,9 @@ class Net:
         return self.found
 
     def _run(self, jaxpr, vals, dep, path):
-        env = dict(zip(list(jaxpr.constvars) + list(jaxpr.invars), vals, strict=True))
-        deps = {
-            v for v, d in zip(list(jaxpr.constvars) + list(jaxpr.invars), dep, strict=True) if d
-        }
+        names = list(jaxpr.constvars) + list(jaxpr.invars)
+        env = dict(zip(names, vals, strict=True))
+        deps = {v for v, d in zip(names, dep, strict=True) if d}
         poison = set()
 
         def read(v):
@@ -190,6 +189,7 @@ class Net:
             ins = [read(v) for v in eqn.invars]
             keys = [(path, v) for v in eqn.outvars]
             out_dep = [any(d)] * len(eqn.outvars)
+            name = eqn.primitive.name
             if not any(d):
                 outs = bind(eqn, ins)
                 outs = outs if eqn.primitive.multiple_results else [outs]
@@ -199,10 +199,13 @@ class Net:
                 sub, consts = sub_jaxpr(eqn)
                 outs, out_dep = self._run(sub, consts + ins, [False] * len(consts) + d, path + (i,))
             elif (keys[0], 0) in self.relax:
-                outs = [self._relaxed(eqn, ins, d, keys[0])]
-            elif eqn.primitive.name in rules.IDENTITY:
+                outs = [self._relaxed(eqn, ins, keys[0])]
+            elif name in rules.IDENTITY:
                 outs = [ins[0]]
-            elif eqn.primitive.name in LINEAR:
+            elif name in LINEAR:
+                if name not in WEIGHTED:
+                    # Constants added in (biases, shifts, pad values, selected branches).
+                    ins = [self._scaled(v) if not dv else v for v, dv in zip(ins, d, strict=True)]
                 outs = [bind(eqn, ins)]
             else:
                 outs = [None] * len(eqn.outvars)
@@ -216,6 +219,11 @@ class Net:
                     self.found = val
         out_dep = [depends(v) for v in jaxpr.outvars]
         return [read(v) for v in jaxpr.outvars], out_dep
+
+    def _scaled(self, v):
+        if jnp.issubdtype(jnp.result_type(v), jnp.floating):
+            return v * self.s.astype(jnp.result_type(v))
+        return v
 
     # ---- relaxed steps --------------------------------------------------------------
 
@@ -231,22 +239,13 @@ class Net:
 
     def _elementwise(self, node, x, pieces):
         a_l, b_l, a_u, b_u = (lax.stop_gradient(p) for p in pieces)
-        i = self.order[node]
-        if self.mode == "back":
-            return _relaxed(x, a_l, a_u, b_l) + self.extra[i]
-        lam = self.extra[i]
-        return jnp.where(lam >= 0, a_l * x + b_l, a_u * x + b_u)
+        return _relaxed(x, self.s, a_l, a_u, b_l, b_u)
 
     def _select(self, node, cands, onehot, dominant, hi):
         onehot, dominant, hi = (lax.stop_gradient(p) for p in (onehot, dominant, hi))
-        i = self.order[node]
-        if self.mode == "back":
-            return _selected(cands, onehot, dominant) + self.extra[i]
-        lam = self.extra[i]
-        best = (onehot * cands).sum(0)
-        return jnp.where((lam >= 0) | (dominant > 0), best, hi)
+        return _selected(cands, self.s, onehot, dominant, hi)
 
-    def _relaxed(self, eqn, ins, dep, key):
+    def _relaxed(self, eqn, ins, key):
         rec = self.relax[(key, 0)]
         shape = tuple(eqn.outvars[0].aval.shape)
         if rec.op in ("pool_max", "reduce_max"):
@@ -329,25 +328,16 @@ def margins(relax, logits_key, jaxpr, consts, image, position, mid, rad, specs):
     jaxpr's constants then the parameter leaves. Raises Unavailable where a step is not
     relaxed (at trace time)."""
     net = Net(relax, logits_key)
-    zeros = [jnp.zeros(s, jnp.float32) for s in net.shapes()]
     starts = [0, position[0], position[1], 0]
 
-    def with_colour(colour):
+    def logits(colour, s):
         pixel = colour.astype(image.dtype).reshape(1, 1, 1, -1)
-        return lax.dynamic_update_slice(image, pixel, starts)
+        changed = lax.dynamic_update_slice(image * s.astype(image.dtype), pixel, starts)
+        return net(jaxpr, consts, changed, s)
 
-    def back(colour, deltas):
-        return net(jaxpr, consts, with_colour(colour), "back", deltas)
-
-    logits, pullback = jax.vjp(back, mid, zeros)
-    specs = specs.reshape(specs.shape[0], *logits.shape)
-    lam_x, lams = jax.vmap(pullback)(specs)
-
-    def value(spec, lam):
-        return (spec * net(jaxpr, consts, with_colour(mid), "value", lam)).sum()
-
-    at_mid = jax.vmap(value)(specs, lams)
-    lower = at_mid - (jnp.abs(lam_x) * rad).sum(-1)
+    z, pullback = jax.vjp(logits, mid, jnp.ones((), jnp.float32))
+    lam_x, offset = jax.vmap(pullback)(specs.reshape(specs.shape[0], *z.shape))
+    lower = offset + lam_x @ mid - (jnp.abs(lam_x) * rad).sum(-1)
     lower = jnp.where(jnp.isnan(lower), -jnp.inf, lower)
     worst = mid - rad * jnp.sign(lam_x)
     return lower, worst
