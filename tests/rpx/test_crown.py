@@ -246,3 +246,24 @@ def test_relaxation_pieces_enclose_their_functions():
     y = 1.0 / jnp.sqrt(z)
     assert np.all(np.asarray(b_l) <= np.asarray(y) + 1e-5) and np.all(a_l == 0)
     assert np.all(np.asarray(b_u) >= np.asarray(y) - 1e-5) and np.all(a_u == 0)
+
+
+def test_mean_pooled_head_is_bounded():
+    """Logits as a spatial mean (a sum, then a division: the head of AllConv and NiN)
+    under softmax: analysed (the max over classes after the division is an opaque per-row
+    value), and its bounds hold."""
+    rng = np.random.default_rng(1)
+    w1 = jnp.asarray(rng.normal(0, 0.5, (3, 3, 3, 6)), jnp.float32)
+    w2 = jnp.asarray(rng.normal(0, 0.5, (1, 1, 6, 4)), jnp.float32)
+
+    def summed(x):
+        a = jax.nn.relu(_conv(x / 255.0 - 0.5, w1))
+        return _conv(a, w2).sum((1, 2))
+
+    def predict(x):
+        return jax.nn.softmax(summed(x) / 36.0)
+
+    image = rng.integers(0, 256, (6, 6, 3)).astype(np.float32)
+    pixels = rng.integers(0, 6, (12, 2)).astype(np.int32)
+    # The margins are bounded on the values before the head's positive scale: the sums.
+    _check_margins(predict, summed, image, None, pixels, [0, 8, 127.5], False, rng, 100)
