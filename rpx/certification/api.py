@@ -95,7 +95,9 @@ def certify(
     proof (every margin's lower bound above the proof margin) or, for integer colours,
     by evaluating every colour of the box. Bounds are linear forms in the pixel's
     colour propagated through predict's jaxpr (`rpx.certification.rules`), exact outside
-    the pixel's receptive field (the clean activations). They are computed in float32
+    the pixel's receptive field (the clean activations); where they leave a box open,
+    the margins are bounded again by back-substitution (`rpx.certification.crown`) on
+    their intermediate bounds, and the better bound counts. They are computed in float32
     without outward rounding; float rounding of the bounds and of predict is covered by
     the proof margin `bounds.PROOF_RTOL * (1 + max |logit|)`, far above the float32
     error of these networks, and a colour is decided by evaluation only when its

@@ -10,6 +10,10 @@ through class j: z_goal - z_j untargeted (goal = label), z_j - z_goal targeted (
 target), z the logits. The box is proved safe when every margin (untargeted) or some
 margin (targeted) exceeds `proof_margin`. `worst` is the colour of the box at which the
 weakest margin's lower form is least: the first colour to try as a witness.
+
+Each margin's bound is the better of two sound ones: the forward forms' (`rules`), and
+back-substitution's (`crown`, `use_crown=True`), which carries the margin's weights back
+through predict's ops with every nonlinear step relaxed on the forward forms' bounds.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from rpx import incremental
-from rpx.certification import forms, rules
+from rpx.certification import crown, forms, rules
 from rpx.incremental import interpreter
 from rpx.incremental.plan import _refs
 
@@ -63,6 +67,7 @@ def _analyse(base: incremental.Plan) -> BoundPlan:
     refs = _refs(base.jaxpr, leaves, None)
     (out,) = interpreter.run(walk, base.jaxpr.jaxpr, refs, (), rules.apply)
     _logits(walk, out)
+    walk.need(refs[-1], 0, {})  # the clean image, for back-substitution
     plan = dataclasses.replace(base, entries=dict(walk.entries), steps=tuple(walk.steps))
     return BoundPlan(plan, tuple(walk.steps), walk.flops)
 
@@ -84,7 +89,10 @@ def clean_cache(bplan: BoundPlan, images, params=None) -> tuple:
     return incremental.clean_cache(bplan.plan, images, params)
 
 
-def margins(bplan: BoundPlan, cache, image_index, positions, mid, rad, goal, targeted, params=None):
+def margins(
+    bplan: BoundPlan, cache, image_index, positions, mid, rad, goal, targeted, params=None,
+    use_crown=True,
+):  # fmt: skip
     """Lower bounds of the margins over B colour boxes (traceable; vmapped over boxes).
 
     Args:
@@ -110,6 +118,7 @@ def margins(bplan: BoundPlan, cache, image_index, positions, mid, rad, goal, tar
         refs = _refs(plan.jaxpr, leaves, x)
         (out,) = interpreter.run(walk, plan.jaxpr.jaxpr, refs, (), rules.apply)
         logits = _logits(walk, out)
+        sign = -1.0 if targeted else 1.0
         z = logits.val.reshape(2, p, plan.num_classes)
         if logits.key in walk.dense:
             # Through the last dense layer: the margin's weights w_goal - w_j before the
@@ -126,10 +135,26 @@ def margins(bplan: BoundPlan, cache, image_index, positions, mid, rad, goal, tar
         else:
             margin = z[0][:, g][:, None] - z[1]  # z_goal - z_j, from below
         lower = margin[-1] - jnp.abs(margin[:-1]).sum(0)
+        worst = m[None] - r[None] * jnp.sign(margin[:-1].T)  # [K, C]
+        if use_crown:
+            # Back-substitution's bounds where they are better (both are sound).
+            eye = jnp.eye(plan.num_classes, dtype=jnp.float32)
+            specs = sign * (eye[g][None] - eye)
+            image = walk.read(refs[-1], 0, {}, {})
+            consts = list(plan.jaxpr.consts) + list(leaves)
+            try:
+                back, back_worst = crown.margins(
+                    walk.relax, logits.key, plan.jaxpr, consts, image, position, m, r, specs
+                )
+            except crown.Unavailable:
+                back, back_worst = jnp.full_like(lower, -jnp.inf), worst
+            better = back > lower
+            lower = jnp.where(better, back, lower)
+            worst = jnp.where(better[:, None], back_worst, worst)
         skip = jnp.arange(plan.num_classes) == g
         lower = jnp.where(skip, -jnp.inf if targeted else jnp.inf, lower)
         weakest = jnp.argmax(lower) if targeted else jnp.argmin(lower)
-        worst = m - r * jnp.sign(margin[:-1, weakest])
+        worst = worst[weakest]
         scale = jnp.max(jnp.abs(forms.concrete(z[:, :, None])[0]))
         scale = jnp.maximum(scale, jnp.max(jnp.abs(forms.concrete(z[:, :, None])[1])))
         threshold = PROOF_RTOL * (1.0 + scale)
@@ -149,18 +174,18 @@ def describe(bplan: BoundPlan) -> str:
     return "\n".join(lines + [f"  {name}: {what}" for name, what in bplan.steps])
 
 
-def program(bplan: BoundPlan, targeted: bool, with_params: bool):
+def program(bplan: BoundPlan, targeted: bool, with_params: bool, use_crown: bool = True):
     """`margins` jitted for one image's cache (tuple of [1, ...]) and B boxes."""
-    return _program(bplan, targeted, with_params)
+    return _program(bplan, targeted, with_params, use_crown)
 
 
 @functools.lru_cache(maxsize=16)
-def _program(bplan, targeted, with_params):
+def _program(bplan, targeted, with_params, use_crown):
     def run(cache, positions, mid, rad, goal, params):
         index = jnp.zeros(positions.shape[0], jnp.int32)
         return margins(
             bplan, cache, index, positions, mid, rad, goal, targeted,
-            params if with_params else None,
+            params if with_params else None, use_crown,
         )  # fmt: skip
 
     return jax.jit(run)

@@ -189,19 +189,27 @@ class _State:
         if self._cache is None:
             x = jnp.asarray(self.image[None], jnp.float32)
             self._cache = bounds.clean_cache(ctx.bplan, x, ctx.params)
-        run = bounds.program(ctx.bplan, ctx.targeted, ctx.params is not None)
         mid, rad = (box_lo + box_hi) / 2, (box_hi - box_lo) / 2
         q = len(owner)
         proved, worst = np.zeros(q, bool), np.zeros((q, mid.shape[1]))
-        size = min(ctx.chunk_size, _bucket(q))
-        for start in range(0, q, size):
-            take = np.minimum(np.arange(start, start + size), q - 1)
-            goal = np.full(size, self.goal, np.int32)
-            _, w, ok = run(self._cache, self.pixels[owner[take]], mid[take], rad[take], goal,
-                           ctx.params)  # fmt: skip
-            stop = min(size, q - start)
-            proved[start : start + stop] = np.asarray(ok)[:stop]
-            worst[start : start + stop] = np.asarray(w)[:stop]
+        # The forward bounds first; back-substitution (several times their cost) only
+        # for the boxes they leave open.
+        boxes = np.arange(q)
+        for use_crown in (False, True):
+            run = bounds.program(ctx.bplan, ctx.targeted, ctx.params is not None, use_crown)
+            m = len(boxes)
+            size = min(ctx.chunk_size, _bucket(m))
+            for start in range(0, m, size):
+                take = boxes[np.minimum(np.arange(start, start + size), m - 1)]
+                goal = np.full(size, self.goal, np.int32)
+                _, w, ok = run(self._cache, self.pixels[owner[take]], mid[take], rad[take], goal,
+                               ctx.params)  # fmt: skip
+                stop = min(size, m - start)
+                proved[take[:stop]] = np.asarray(ok)[:stop]
+                worst[take[:stop]] = np.asarray(w)[:stop]
+            boxes = np.flatnonzero(~proved)
+            if not len(boxes):
+                break
         np.add.at(self.passes, owner, 1)
         return proved, worst
 

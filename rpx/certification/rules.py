@@ -18,8 +18,10 @@ naming it: no op is ever passed through unbounded.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -67,6 +69,33 @@ class BoundWalk(Walk):
         # key -> (v, weights [F, K], bias [K]): logits = v @ weights + bias, v [1, F] a
         # Ref with forms; margins then take the difference of weights first.
         self.dense: dict = {}
+        # (key, i) -> Relax: the concrete bounds of the i-th nonlinear step of the op that
+        # gives `key`, which back-substitution (`rpx.certification.crown`) relaxes.
+        self.relax: dict = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Relax:
+    """The bounds [lo, hi] over the box of the argument of one nonlinear step, in the
+    walk's layout: the full map (kind "full") or a window of it at `starts` {axis:
+    traced start} ("window"); outside a window the argument is its clean value. `op`
+    names the step (see `crown`), `info` holds what else it needs (static)."""
+
+    op: str
+    kind: str
+    starts: dict
+    lo: Any
+    hi: Any
+    info: tuple = ()
+
+
+def relax(walk: BoundWalk, key, i, op, kind, axes, f, info=()) -> None:
+    """Record the bounds of forms f (on layout kind, axes) for back-substitution."""
+    if walk.analysis:
+        return
+    lo, hi = forms.concrete(f)
+    starts = {ax.axis: walk.origin(ax) for ax in axes} if kind == "window" else {}
+    walk.relax[(key, i)] = Relax(op, kind, starts, lo, hi, tuple(info))
 
 
 def apply(walk: BoundWalk, eqn, ins: list[Ref], keys, path) -> list[Ref]:
@@ -216,8 +245,12 @@ def _elementwise(walk: BoundWalk, eqn, ins, keys):
         a, b = (vals[0], vals[1]) if is_form[0] else (vals[1], vals[0])
         a = a if sign > 0 else forms.negate(a)
         if is_form[0] and is_form[1]:
-            val = forms.maximum(a, b if sign > 0 else forms.negate(b))
+            b = b if sign > 0 else forms.negate(b)
+            relax(walk, keys[0], 0, "max2", kind, axes, forms.add(a, forms.negate(b)), (sign,))
+            val = forms.maximum(a, b)
         else:
+            info = (sign, is_form.index(True))
+            relax(walk, keys[0], 0, "max_const", kind, axes, a, info)
             val = forms.maximum_const(a, sign * jnp.asarray(b, jnp.float32))
         val = val if sign > 0 else forms.negate(val)
     elif name == "neg":
@@ -226,7 +259,10 @@ def _elementwise(walk: BoundWalk, eqn, ins, keys):
         lo, x, hi = vals
         if is_form[0] or is_form[2]:
             raise ValueError("rpx.certify cannot bound a clamp with colour-dependent limits")
-        val = forms.negate(forms.maximum_const(forms.negate(forms.maximum_const(x, lo)), -hi))
+        relax(walk, keys[0], 0, "clamp", kind, axes, x)
+        low = forms.negate(forms.maximum_const(x, lo))
+        relax(walk, keys[0], 1, "clamp", kind, axes, low)
+        val = forms.negate(forms.maximum_const(low, -hi))
     else:
         raise ValueError(f"rpx.certify cannot bound the primitive {name!r}")
     val = jnp.broadcast_to(val, (2, p, *window_shape))
@@ -248,6 +284,7 @@ def _unary(walk: BoundWalk, eqn, ins, keys):
     if name in IDENTITY:
         return Ref(keys[0], abs_, x.val)
     if name == "abs":
+        relax(walk, keys[0], 0, "abs", x.abs.kind, x.abs.axes, x.val)
         lo, hi = forms.concrete(x.val)
         least = jnp.where(lo >= 0, lo, jnp.where(hi <= 0, -hi, 0.0))
         most = jnp.maximum(-lo, hi)
@@ -256,6 +293,7 @@ def _unary(walk: BoundWalk, eqn, ins, keys):
         return Ref(keys[0], abs_, val)
     increasing = name in INCREASING
     fn = INCREASING[name] if increasing else DECREASING[name]
+    relax(walk, keys[0], 0, "monotone", x.abs.kind, x.abs.axes, x.val, (name,))
     return Ref(keys[0], abs_, forms.monotone(fn, x.val, increasing))
 
 
@@ -397,6 +435,8 @@ def _pool(walk: BoundWalk, eqn, ins, keys):
             [p["window_dilation"][a] for a in spatial], [p["padding"][a] for a in spatial],
         )  # fmt: skip
     cost = 2.0 * walk.p * math.prod(p["window_dimensions"])
+    if kind == "max":
+        relax(walk, keys[0], 0, "pool_max", x.abs.kind, x.abs.axes, x.val)
     if found is None:
         x = full_forms(walk, x)
         out_abs = _out_abs(eqn, "full")
@@ -444,6 +484,7 @@ def _reduce_max(walk: BoundWalk, eqn, ins, keys):
     out_shape = tuple(eqn.outvars[0].aval.shape)
     sign = 1.0 if name == "reduce_max" else -1.0
     f = x.val if sign > 0 else forms.negate(x.val)
+    relax(walk, keys[0], 0, "reduce_max", "full", (), f, (sign,))
 
     def gather(s):
         return jnp.transpose(s, (*reduced, *kept)).reshape(-1, *out_shape)
@@ -502,7 +543,11 @@ def _head(walk: BoundWalk, eqn, ins, keys) -> Ref:
             z = source.val if source in ordered else source
             kind = "order+" if _positive(name, ins) else "order"
             return Ref(keys[0], _out_abs(eqn, kind), z)
-    reduces_classes = name == "reduce_sum" and tuple(eqn.params["axes"]) == (len(shape),)
+    # A sum or maximum over the classes (softmax's normaliser and its max shift) is one
+    # opaque value per row.
+    reduces_classes = name in ("reduce_sum", "reduce_max") and tuple(eqn.params["axes"]) == (
+        len(shape),
+    )
     if ordered and not reduces_classes:
         raise ValueError(
             f"rpx.certify cannot bound {name!r} after the softmax-like head of predict (it "
