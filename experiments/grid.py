@@ -16,35 +16,47 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-import zlib
 from collections.abc import Callable
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
 import rpx
-from experiments import classifiers, methods, metrics, scan_targets, store
+from experiments import classifiers, flags, methods, metrics, samples, scan_targets, store
+from experiments.cells import Cell, other_classes
+from experiments.samples import pick_samples  # noqa: F401 (experiments.corner_study)
 from experiments.store import ResultStore, record_key
 from rpx import regions
 from rpx.search import INITS, SEARCHES
 
 ATTACKS = ("untargeted", "targeted")
 RESTRICTIONS = ("table", "restore")
-# The method settings of a workdir made before --search, --init, --targeted-from-scan.
-SETTING_DEFAULTS = dict(
-    search=["de"], init=["lhs"], targeted_from_scan=False, sample_order="random"
-)
+SAMPLE_ORDERS = tuple(samples.ORDERS)
 # The settings each record names itself (its method): a workdir may gain more of them.
 METHOD_SETTINGS = ("search", "init")
-SAMPLE_ORDERS = ("random", "first")
 
 
-@dataclasses.dataclass(frozen=True)
+def setting(help: str, default=dataclasses.MISSING, *, flag=None, parse=None, choices=None,
+            every=None, least=None, recorded=False):  # fmt: skip
+    """A `Grid` field and its flag: `--flag` (default: the field's name), `help`, the
+    parser (flag, text) -> value of its text (None: argparse's type, from the field's);
+    what `Grid` checks: `choices` (a tuple's items, or the value), `every` the flag's
+    word for all of them ("all" in a comma list, or "both"), `least` (an int, or a
+    tuple's items); `recorded`: settings.json records it (`Grid.settings`)."""
+    meta = dict(help=help, flag=flag, parse=parse, choices=choices, every=every,
+                least=least, recorded=recorded)  # fmt: skip
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def flag_of(field: dataclasses.Field) -> str:
+    """The flag's name (no dashes, '_' for '-'): `setting`'s flag or the field's name."""
+    return field.metadata["flag"] or field.name
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Grid:
-    """What to run; the fields are the experiments' flags of the same names, checked on
-    construction (ValueError naming the flag).
+    """What to run; each field is the experiments' flag `flag_of` it (`setting`), checked
+    on construction (ValueError naming the flag).
 
     models: name -> classifier workdir; regions, pixels, attacks, restrictions: the cells
     (every combination is run); samples: images per model; seed: picks the samples and
@@ -58,40 +70,51 @@ class Grid:
     of a search.
     """
 
-    models: dict[str, str]
-    regions: tuple[str, ...]
-    pixels: tuple[int, ...]
-    attacks: tuple[str, ...]
-    restrictions: tuple[str, ...] = ("table",)
-    samples: int = 500
-    seed: int = 0
-    population: int = 400
-    generations: int = 100
-    batch_size: int = 16
-    searches: tuple[str, ...] = ("de",)
-    inits: tuple[str, ...] = ("lhs",)
-    targeted_from_scan: bool = False
-    sample_order: str = "random"
+    regions: tuple[str, ...] = setting(
+        "original, foreground, background, a comma list, or all", regions.REGION_NAMES,
+        flag="region", parse=flags.listing(regions.REGION_NAMES),
+        choices=regions.REGION_NAMES, every="all",
+    )  # fmt: skip
+    models: dict[str, str] = setting("comma list of names or name=workdir", parse=flags.named)
+    pixels: tuple[int, ...] = setting(
+        "comma list of pixel counts", parse=flags.listing(kind=int), least=1
+    )
+    attacks: tuple[str, ...] = setting(
+        "untargeted, targeted or both", flag="attack", parse=flags.either(ATTACKS),
+        choices=ATTACKS, every="both",
+    )  # fmt: skip
+    samples: int = setting("images per model", 500, least=1)
+    population: int = setting("DE population", 400, least=4)
+    generations: int = setting("DE generations", 100, least=1)
+    restrictions: tuple[str, ...] = setting(
+        "table, restore or both (the ablation)", ("table",), flag="restriction",
+        parse=flags.either(RESTRICTIONS), choices=RESTRICTIONS, every="both",
+    )  # fmt: skip
+    searches: tuple[str, ...] = setting(
+        "comma list of de, sparse_rs (de is the paper's)", ("de",), flag="search",
+        parse=flags.listing(SEARCHES), choices=SEARCHES, every="all", recorded=True,
+    )  # fmt: skip
+    inits: tuple[str, ...] = setting(
+        "comma list of DE inits: lhs, uniform, scan", ("lhs",), flag="init",
+        parse=flags.listing(INITS), choices=INITS, every="all", recorded=True,
+    )  # fmt: skip
+    targeted_from_scan: bool = setting(
+        "answer the targeted 1-pixel cells from one all-class corner scan per image and "
+        "region (rpx.pixel_map) instead of a search", False, recorded=True,
+    )  # fmt: skip
+    seed: int = setting("picks the samples and seeds the attacks", 0)
+    sample_order: str = setting(
+        "random (seeded, the paper's) or first: the first correctly classified images in "
+        "dataset order (those experiments.corner_maps scans)", "random",
+        choices=SAMPLE_ORDERS, recorded=True,
+    )  # fmt: skip
+    batch_size: int = setting("images searched at once", 16, least=1)
 
     def __post_init__(self):
-        for flag in ("samples", "population", "generations", "batch_size"):
-            least = 4 if flag == "population" else 1
-            if getattr(self, flag) < least:
-                raise ValueError(f"--{flag.replace('_', '-')} must be >= {least}")
+        for field in dataclasses.fields(self):
+            _check(field, getattr(self, field.name))
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"--seed must be in [0, 2**32), got {self.seed}")
-        if not self.pixels or min(self.pixels) < 1:
-            raise ValueError(f"--pixels must be >= 1, got {list(self.pixels)}")
-        for flag, values, choices in (
-            ("region", self.regions, regions.REGION_NAMES),
-            ("attack", self.attacks, ATTACKS),
-            ("restriction", self.restrictions, RESTRICTIONS),
-            ("search", self.searches, SEARCHES),
-            ("init", self.inits, INITS),
-            ("sample-order", (self.sample_order,), SAMPLE_ORDERS),
-        ):
-            if not values or not set(values) <= set(choices):
-                raise ValueError(f"--{flag}: {list(values)} not among {', '.join(choices)}")
         if "de" not in self.searches and self.inits != ("lhs",):
             raise ValueError(f"--init {','.join(self.inits)} seeds DE: add de to --search")
         if self.targeted_from_scan and (1 not in self.pixels or "targeted" not in self.attacks
@@ -101,23 +124,17 @@ class Grid:
                 "table: it needs 1 in --pixels, --attack targeted or both, and "
                 "--restriction table or both"
             )
-        if not self.models:
-            raise ValueError("--models must not be empty")
 
-    def methods(self) -> list[tuple[str, str | None]]:
-        """(search, init) of each method: DE from each init, then Sparse-RS (init None)."""
-        return [("de", i) if s == "de" else (s, None)
+    def methods(self) -> list[methods.Method]:
+        """Each method: DE from each init, then Sparse-RS (init None)."""
+        return [methods.Method("de", i) if s == "de" else methods.Method(s, None)
                 for s in self.searches for i in (self.inits if s == "de" else (None,))]  # fmt: skip
 
     def settings(self) -> dict:
-        """The method flags as settings.json records them (canonical order); see
-        `SETTING_DEFAULTS` for a workdir made before they existed."""
-        return dict(
-            search=[s for s in SEARCHES if s in self.searches],
-            init=[i for i in INITS if i in self.inits],
-            targeted_from_scan=self.targeted_from_scan,
-            sample_order=self.sample_order,
-        )
+        """The recorded settings (`setting(recorded=True)`: the method flags and
+        --sample-order) as settings.json holds them, a tuple as a list in its choices'
+        order; see `SETTING_DEFAULTS` for a workdir made before they existed."""
+        return _recorded(self)
 
     def open_workdir(self, workdir: str, settings: dict, loaded: dict, images, shape):
         """`store.open_workdir` for this grid's run: `settings` (the data's, the
@@ -153,93 +170,6 @@ class Grid:
         return line
 
 
-def pick_samples(predict, images, count: int, seed: int, batch: int = 256, order="random"):
-    """`count` images picked at random (seeded) among those `predict` classifies right,
-    or with order="first" the first `count` of them in dataset order (seed unused).
-
-    Walks a seeded permutation (or the dataset order) of all `images.total` images,
-    classifying batch by batch, so a larger `count` with the same seed extends the same
-    list (a grown run keeps its records). `images(indices int [M]) -> (uint8 [M, H, W,
-    3], labels int [M])`, as in `experiments.images`.
-
-    Returns:
-      indices int [M] (M <= count: fewer if fewer are correct), clean probs float32 [M, K].
-    """
-    if count < 1:
-        raise ValueError(f"samples must be >= 1, got {count}")
-    total = images.total
-    if order not in SAMPLE_ORDERS:
-        raise ValueError(f"--sample-order must be one of {', '.join(SAMPLE_ORDERS)}, got {order!r}")
-    walk = np.arange(total) if order == "first" else np.random.default_rng(seed).permutation(total)
-    run = jax.jit(predict)
-    picked, probs = [], []
-    with tqdm(total=count, desc="pick samples", unit="img", leave=False) as bar:
-        for start in range(0, total, batch):
-            idx = walk[start : start + batch]
-            x, labels = images(idx)
-            p = np.asarray(run(jnp.asarray(x, jnp.float32)))
-            labels = np.asarray(labels)
-            if labels.min() < 0 or labels.max() >= p.shape[1]:
-                raise ValueError(
-                    f"images {idx[(labels < 0) | (labels >= p.shape[1])][:5].tolist()} have "
-                    f"labels outside the classifier's {p.shape[1]} classes [0, {p.shape[1] - 1}]"
-                )
-            ok = p.argmax(1) == labels
-            take = min(int(ok.sum()), count - len(picked))
-            picked.extend(idx[ok][:take])
-            probs.extend(p[ok][:take])
-            bar.update(take)
-            if len(picked) == count:
-                break
-    if not picked:
-        raise ValueError("no image is classified correctly: is the classifier trained?")
-    return np.asarray(picked, np.int64), np.asarray(probs, np.float32)
-
-
-def other_classes(labels, num_classes: int) -> np.ndarray:
-    """int [N, K-1]: for each label, every other class in increasing order."""
-    labels = np.asarray(labels)
-    classes = np.arange(num_classes)
-    return np.stack([classes[classes != y] for y in labels]).astype(np.int32)
-
-
-def cell_key(
-    seed: int, model: str, region: str, pixels: int, restriction: str, attack: str,
-    search: str = "de", init: str | None = "lhs",
-):  # fmt: skip
-    """The PRNG key of one cell: the seed folded with a stable hash of the cell's name;
-    a method other than the paper's DE with LHS adds its search and init to the name."""
-    name = f"{model}/{region}/{pixels}/{restriction}/{attack}"
-    if (search, init) != methods.DEFAULT:
-        name += "".join(f"/{v}" for v in (search, init) if v is not None)
-    return named_key(seed, name)
-
-
-def named_key(seed: int, name: str):
-    """The PRNG key `seed` folded with a stable hash (CRC-32) of `name`: the same on
-    every machine and run, and different for different names."""
-    return jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
-
-
-def pick_all(grid: Grid, images, classifiers: dict, log: Callable[[str], None] = print) -> dict:
-    """{model: (indices int [M], clean probs float32 [M, K])}: `pick_samples` for every
-    model of the grid. Run before the workdir is opened, so data that some classifier
-    gets entirely wrong (another dataset, labels in another order) is refused before
-    anything is written there; ValueError names the model."""
-    picks = {}
-    for model, (predict, _) in classifiers.items():
-        try:
-            picks[model] = pick_samples(
-                predict, images, grid.samples, grid.seed, order=grid.sample_order
-            )
-        except ValueError as err:
-            raise ValueError(f"classifier {model!r} on {images.name}: {err}") from None
-        if len(picks[model][0]) < grid.samples:
-            log(f"{model}: only {len(picks[model][0])} test images are classified correctly; "
-                "using them all")  # fmt: skip
-    return picks
-
-
 def run_grid(
     grid: Grid,
     store: ResultStore,
@@ -273,19 +203,18 @@ def run_grid(
                 population=grid.population,
                 generations=grid.generations,
                 restriction=restriction,
-                search=method[0],
-                init=method[1] or "lhs",
+                search=method.search,
+                init=method.init or "lhs",
             )
             for region, attack in itertools.product(grid.regions, grid.attacks):
-                cell = dict(model=model, region=region, pixels=pixels, restriction=restriction,
-                            attack=attack, **methods.fields(*method))  # fmt: skip
+                cell = Cell(model, region, pixels, restriction, attack, method)
                 if not _from_scan(grid, cell):
                     mask = regions.mask(region, fg)
                     _run_cell(grid, store, cell, predict, x, idx, clean, mask, config)
         if grid.targeted_from_scan:
             targets = other_classes(clean.argmax(1), clean.shape[1])
             for region in grid.regions:
-                cell = dict(model=model, region=region)
+                cell = Cell(model, region, 1, "table", "targeted", methods.SCAN)
                 mask = regions.mask(region, fg)
                 scan_targets.run(store, cell, predict, x, idx, clean, mask, targets,
                                  grid.batch_size)  # fmt: skip
@@ -295,24 +224,25 @@ def run_grid(
     )
 
 
-def _from_scan(grid, cell) -> bool:
+def _from_scan(grid: Grid, cell: Cell) -> bool:
     """Whether the scan answers this cell (`--targeted-from-scan`) instead of a search."""
-    answered = (cell["pixels"], cell["restriction"], cell["attack"]) == (1, "table", "targeted")
+    answered = (cell.pixels, cell.restriction, cell.attack) == (1, "table", "targeted")
     return grid.targeted_from_scan and answered
 
 
-def _run_cell(grid, store, cell, predict, images, idx, clean, mask, config) -> None:
+def _run_cell(grid, store, cell: Cell, predict, images, idx, clean, mask, config) -> None:
     """Attack the rows of one cell missing from `store`; append records as they finish."""
     labels = clean.argmax(1).astype(np.int32)
     num_classes = clean.shape[1]
-    targets = other_classes(labels, num_classes) if cell["attack"] == "targeted" else None
+    targets = other_classes(labels, num_classes) if cell.attack == "targeted" else None
+    fields = cell.fields()
     per_image = 1 if targets is None else targets.shape[1]
     rows_target = (lambda r: None) if targets is None else (
         lambda r: int(targets[r // per_image, r % per_image]))  # fmt: skip
     missing = [
         r
         for r in range(len(idx) * per_image)
-        if record_key(dict(cell, image=int(idx[r // per_image]), target=rows_target(r)))
+        if record_key(dict(fields, image=int(idx[r // per_image]), target=rows_target(r)))
         not in store
     ]
     if not missing:
@@ -323,11 +253,10 @@ def _run_cell(grid, store, cell, predict, images, idx, clean, mask, config) -> N
         tgt = None if targets is None else targets[img, rows % per_image]
         recs = metrics.records(partial, clean[img], labels[img], tgt)
         for r, i in zip(recs, img, strict=True):
-            r.update(cell, image=int(idx[i]), num_classes=num_classes)
+            r.update(fields, image=int(idx[i]), num_classes=num_classes)
         store.append(recs)
 
-    name = "/".join(str(v) for v in cell.values())
-    tqdm.write(f"{name}: {len(missing)} of {len(idx) * per_image} rows to run")
+    tqdm.write(f"{cell.name()}: {len(missing)} of {len(idx) * per_image} rows to run")
     rpx.run(
         predict,
         images,
@@ -335,8 +264,44 @@ def _run_cell(grid, store, cell, predict, images, idx, clean, mask, config) -> N
         mask,
         targets,
         config=config,
-        key=cell_key(grid.seed, **cell),
+        key=cell.key(grid.seed),
         batch_size=grid.batch_size,
         callback=write,
         rows=np.asarray(missing),
     )
+
+
+def _check(field: dataclasses.Field, value) -> None:
+    """ValueError naming the field's flag unless `value` is what `setting` allows."""
+    meta, flag = field.metadata, "--" + flag_of(field).replace("_", "-")
+    items = value if isinstance(value, tuple | dict) else (value,)
+    if not items:
+        raise ValueError(f"{flag} must not be empty")
+    if isinstance(value, tuple) and len(set(value)) != len(value):
+        raise ValueError(f"{flag} lists a value twice: {list(value)}")
+    bad = [v for v in items if meta["choices"] is not None and v not in meta["choices"]]
+    if bad and meta["every"] == "both":
+        raise ValueError(f"{flag} must be {', '.join(meta['choices'])} or both, got {bad[0]!r}")
+    if bad:
+        every = f" (or {meta['every']})" if meta["every"] else ""
+        raise ValueError(f"{flag}: {bad} not among {', '.join(meta['choices'])}{every}")
+    if meta["least"] is not None and min(items) < meta["least"]:
+        raise ValueError(f"{flag} must be >= {meta['least']}, got {value}")
+
+
+def _recorded(grid) -> dict:
+    """The recorded settings of a Grid (or of the fields' defaults, `SETTING_DEFAULTS`)."""
+    out = {}
+    for field in dataclasses.fields(Grid):
+        if field.metadata["recorded"]:
+            value, choices = getattr(grid, field.name), field.metadata["choices"]
+            out[flag_of(field)] = [c for c in choices if c in value] if isinstance(
+                value, tuple) else value  # fmt: skip
+    return out
+
+
+# The recorded settings of a workdir made before --search, --init, --targeted-from-scan,
+# --sample-order: their defaults.
+SETTING_DEFAULTS = _recorded(
+    type("Defaults", (), {f.name: f.default for f in dataclasses.fields(Grid)})
+)

@@ -18,14 +18,14 @@ import os
 import sys
 
 from experiments import classifiers, cli, figures, masks, tables
-from experiments.grid import pick_all, run_grid
+from experiments.grid import run_grid
 from experiments.images import ResizedImages
+from experiments.samples import pick_all
 
+# Grid overrides (and other flags) for ImageNet; the rest is `Grid`'s defaults.
 DEFAULTS = dict(
-    region="all", models="alexnet,resnet50,vgg16_imagenet", pixels="1", attack="untargeted",
-    samples=420, population=400, generations=100, restriction="table", seed=0,
-    batch_size=16, search="de", init="lhs", targeted_from_scan=False, sample_order="random",
-    workdir="runs/imagenet", classifiers="train/assets",
+    models=dict.fromkeys(("alexnet", "resnet50", "vgg16_imagenet")), pixels=(1,),
+    attacks=("untargeted",), samples=420, workdir="runs/imagenet", classifiers="train/assets",
 )  # fmt: skip
 
 

@@ -20,8 +20,9 @@ import numpy as np
 import rpx
 from experiments import classifiers, cli, masks, scan_vs_de, store
 from experiments.atomic import write_atomic
-from experiments.grid import Grid, pick_samples
+from experiments.grid import Grid
 from experiments.images import ASSETS, cifar10_test
+from experiments.samples import pick_samples
 from rpx.plots import heatmap_figure
 
 
