@@ -63,8 +63,7 @@ def _main(argv) -> int:
     budget = grid.budget_line(paper_samples=500)
     print(f"preset {args.preset}: " * bool(args.preset) + budget)
     settings = dict(
-        dataset="cifar10", data=data, seed=grid.seed, population=grid.population,
-        generations=grid.generations,
+        dataset="cifar10", data=data,
         masks=given.settings if given else segment.GrabCutSettings().to_dict(),
     )  # fmt: skip
     picks = pick_all(grid, images, loaded)  # bad data refused before the workdir is touched

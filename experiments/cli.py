@@ -14,7 +14,7 @@ import os
 import sys
 
 from experiments import flags
-from experiments.grid import Grid, flag_of
+from experiments.grid import Grid, flag_of, words
 
 # The flags besides the grid's: a dataset's DEFAULTS and a preset may set them too.
 OTHER_FLAGS = {
@@ -36,21 +36,21 @@ def add_grid_flags(p: argparse.ArgumentParser, defaults: dict) -> None:
         if field.type == "bool":
             p.add_argument(name, action="store_true", help=field.metadata["help"], **named)
             continue
-        shown = "" if default is dataclasses.MISSING else f" (default {words(default, field)})"
+        said = "" if default is dataclasses.MISSING else f" (default {shown(default, field)})"
         kind = int if field.type == "int" else str
-        p.add_argument(name, type=kind, metavar=flag.upper(), help=field.metadata["help"] + shown,
+        p.add_argument(name, type=kind, metavar=flag.upper(), help=field.metadata["help"] + said,
                        **named)  # fmt: skip
     for name, help in OTHER_FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), help=help)
 
 
-def words(value, field: dataclasses.Field) -> str:
-    """A flag's value as its text: a tuple or dict (of names) as a comma list, or the
-    word for every choice (`setting`'s `every`)."""
+def shown(value, field: dataclasses.Field) -> str:
+    """A flag's default as its text (`experiments.grid.words`), or the word for every
+    choice (`setting`'s `every`)."""
     meta = field.metadata
     if meta["every"] and len(meta["choices"]) > 1 and value == tuple(meta["choices"]):
         return meta["every"]
-    return ",".join(map(str, value)) if isinstance(value, tuple | dict) else str(value)
+    return words(value)
 
 
 def resolve(args, presets: dict, defaults: dict) -> argparse.Namespace:

@@ -34,6 +34,8 @@ RESTRICTIONS = ("table", "restore")
 SAMPLE_ORDERS = tuple(samples.ORDERS)
 # The settings each record names itself (its method): a workdir may gain more of them.
 METHOD_SETTINGS = ("search", "init")
+# The budget's settings every workdir records (`Grid.open_workdir`).
+BUDGET_SETTINGS = ("seed", "population", "generations")
 
 
 def setting(help: str, default=dataclasses.MISSING, *, flag=None, parse=None, choices=None,
@@ -134,16 +136,17 @@ class Grid:
         """The recorded settings (`setting(recorded=True)`: the method flags and
         --sample-order) as settings.json holds them, a tuple as a list in its choices'
         order; see `SETTING_DEFAULTS` for a workdir made before they existed."""
-        return _recorded(self)
+        return _recorded({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
     def open_workdir(self, workdir: str, settings: dict, loaded: dict, images, shape):
-        """`store.open_workdir` for this grid's run: `settings` (the data's, the
-        budget's) with the method flags added, which read as `SETTING_DEFAULTS` in a
-        workdir made before them and may name methods the workdir lacks
-        (`METHOD_SETTINGS`); `loaded`: `experiments.classifiers.load`'s classifiers
+        """`store.open_workdir` for this grid's run: `settings` (the data's) with the
+        budget's (`BUDGET_SETTINGS`) and the recorded flags added, which read as
+        `SETTING_DEFAULTS` in a workdir made before them and may name methods the
+        workdir lacks (`METHOD_SETTINGS`); `loaded`: `experiments.classifiers.load`'s classifiers
         (their digests recorded, their classes bounding the records'); `images`
         (`experiments.images`, `images.total` of them) of (H, W) `shape`."""
-        settings = {**settings, **self.settings()}
+        budget = {name: getattr(self, name) for name in BUDGET_SETTINGS}
+        settings = {**settings, **budget, **self.settings()}
         digests = classifiers.digests(loaded)
         classes = {name: info["num_classes"] for name, (_, info) in loaded.items()}
         bounds = store.Bounds(images=images.total, shape=tuple(shape), classes=classes)
@@ -162,10 +165,12 @@ class Grid:
             line += f", methods {[methods.short(m) or 'de' for m in self.methods()]}"
         if self.targeted_from_scan:
             line += f", {methods.SCAN_NOTE}"
-        if self.samples < paper_samples or self.population < 400 or self.generations < 100:
+        population, generations = FIELD_DEFAULTS["population"], FIELD_DEFAULTS["generations"]
+        if (self.samples < paper_samples or self.population < population
+                or self.generations < generations):  # fmt: skip
             line += (
-                f" (REDUCED: the paper used {paper_samples} images, population 400, "
-                "100 generations)"
+                f" (REDUCED: the paper used {paper_samples} images, population {population}, "
+                f"{generations} generations)"
             )
         return line
 
@@ -271,6 +276,11 @@ def _run_cell(grid, store, cell: Cell, predict, images, idx, clean, mask, config
     )
 
 
+def words(value) -> str:
+    """A field's value as its flag's text: a tuple or dict (of names) as a comma list."""
+    return ",".join(map(str, value)) if isinstance(value, tuple | dict) else str(value)
+
+
 def _check(field: dataclasses.Field, value) -> None:
     """ValueError naming the field's flag unless `value` is what `setting` allows."""
     meta, flag = field.metadata, "--" + flag_of(field).replace("_", "-")
@@ -278,30 +288,35 @@ def _check(field: dataclasses.Field, value) -> None:
     if not items:
         raise ValueError(f"{flag} must not be empty")
     if isinstance(value, tuple) and len(set(value)) != len(value):
-        raise ValueError(f"{flag} lists a value twice: {list(value)}")
+        raise ValueError(f"{flag} lists a value twice: {words(value)!r}")
     bad = [v for v in items if meta["choices"] is not None and v not in meta["choices"]]
     if bad and meta["every"] == "both":
-        raise ValueError(f"{flag} must be {', '.join(meta['choices'])} or both, got {bad[0]!r}")
+        raise ValueError(
+            f"{flag} must be {', '.join(meta['choices'])} or both, got {words(value)!r}"
+        )
     if bad:
         every = f" (or {meta['every']})" if meta["every"] else ""
         raise ValueError(f"{flag}: {bad} not among {', '.join(meta['choices'])}{every}")
     if meta["least"] is not None and min(items) < meta["least"]:
-        raise ValueError(f"{flag} must be >= {meta['least']}, got {value}")
+        got = list(value) if isinstance(value, tuple) else value
+        raise ValueError(f"{flag} must be >= {meta['least']}, got {got}")
 
 
-def _recorded(grid) -> dict:
-    """The recorded settings of a Grid (or of the fields' defaults, `SETTING_DEFAULTS`)."""
+def _recorded(values: dict) -> dict:
+    """The recorded settings (by flag) of Grid field values (by field name)."""
     out = {}
     for field in dataclasses.fields(Grid):
         if field.metadata["recorded"]:
-            value, choices = getattr(grid, field.name), field.metadata["choices"]
-            out[flag_of(field)] = [c for c in choices if c in value] if isinstance(
-                value, tuple) else value  # fmt: skip
+            value, choices = values[field.name], field.metadata["choices"]
+            listed = isinstance(value, tuple)
+            out[flag_of(field)] = [c for c in choices if c in value] if listed else value
     return out
 
 
+# Each field's default (those the paper used; models, pixels and attacks have none).
+FIELD_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(Grid) if f.default is not dataclasses.MISSING
+}
 # The recorded settings of a workdir made before --search, --init, --targeted-from-scan,
 # --sample-order: their defaults.
-SETTING_DEFAULTS = _recorded(
-    type("Defaults", (), {f.name: f.default for f in dataclasses.fields(Grid)})
-)
+SETTING_DEFAULTS = _recorded(FIELD_DEFAULTS)

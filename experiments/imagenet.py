@@ -68,8 +68,7 @@ def _main(argv) -> int:
     budget = grid.budget_line(paper_samples=420)
     print(budget)
     settings = dict(
-        dataset="imagenet2012", source=images.name, seed=grid.seed, population=grid.population,
-        generations=grid.generations, image_size=images.size,
+        dataset="imagenet2012", source=images.name, image_size=images.size,
         u2net=masks.file_identity(args.u2net), u2net_size=args.u2net_size,
     )  # fmt: skip
     picks = pick_all(grid, images, loaded)  # bad data refused before the workdir is touched
