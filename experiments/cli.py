@@ -78,7 +78,7 @@ def grid_from(args, dataset: str) -> Grid:
     if not args.workdir:
         raise ValueError("--workdir must not be empty")
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Grid)}
-    values["models"] = locate(args.models, args.classifiers, dataset)
+    values["models"] = locate(args.models or {}, args.classifiers, dataset)
     return Grid(**{name: value for name, value in values.items() if value is not None})
 
 

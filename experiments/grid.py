@@ -1,39 +1,21 @@
-"""The experiment grid: what to run (`Grid`) and running it (`run_grid`).
-
-For each classifier: pick the samples (seeded, among correctly classified images), get
-their foreground masks, then for each (pixel count, restriction, method, region, attack)
-cell run the rows that results.jsonl does not hold yet with `rpx.run(rows=...)` and
-append each record as soon as its row is done. Rows are image-major, as in `rpx.run`:
-with targets [N, T], row n * T + t attacks image n towards target[n, t]. Each cell has
-its own key (seed and cell name, the method's included unless it is the paper's DE with
-LHS, `experiments.methods`) and each row its own index, so a resumed run gives the same
-records as an uninterrupted one. With `targeted_from_scan`, the targeted 1-pixel cells
-come from one corner scan per image and region (`experiments.scan_targets`) instead.
+"""The experiment grid: what to run (`Grid`), each of its fields a flag of the
+experiments' command lines (`setting`, `experiments.cli`), checked on construction, and
+what a workdir records of it (`Grid.settings`, `Grid.open_workdir`). Running it:
+`experiments.runner.run_grid`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import time
-from collections.abc import Callable
 
-import numpy as np
-from tqdm import tqdm
-
-import rpx
-from experiments import classifiers, flags, methods, metrics, samples, scan_targets, store
-from experiments.cells import Cell, other_classes
+from experiments import classifiers, flags, methods, samples, store
 from experiments.samples import pick_samples  # noqa: F401 (experiments.corner_study)
-from experiments.store import ResultStore, record_key
 from rpx import regions
 from rpx.search import INITS, SEARCHES
 
 ATTACKS = ("untargeted", "targeted")
 RESTRICTIONS = ("table", "restore")
 SAMPLE_ORDERS = tuple(samples.ORDERS)
-# The settings each record names itself (its method): a workdir may gain more of them.
-METHOD_SETTINGS = ("search", "init")
 # The budget's settings every workdir records (`Grid.open_workdir`).
 BUDGET_SETTINGS = ("seed", "population", "generations")
 
@@ -44,7 +26,9 @@ def setting(help: str, default=dataclasses.MISSING, *, flag=None, parse=None, ch
     parser (flag, text) -> value of its text (None: argparse's type, from the field's);
     what `Grid` checks: `choices` (a tuple's items, or the value), `every` the flag's
     word for all of them ("all" in a comma list, or "both"), `least` (an int, or a
-    tuple's items); `recorded`: settings.json records it (`Grid.settings`)."""
+    tuple's items); `recorded`: settings.json records it (`Grid.settings`), "grows" for
+    a list of which each record names its own item (its method), so a workdir may gain
+    items (`METHOD_SETTINGS`)."""
     meta = dict(help=help, flag=flag, parse=parse, choices=choices, every=every,
                 least=least, recorded=recorded)  # fmt: skip
     return dataclasses.field(default=default, metadata=meta)
@@ -94,11 +78,11 @@ class Grid:
     )  # fmt: skip
     searches: tuple[str, ...] = setting(
         "comma list of de, sparse_rs (de is the paper's)", ("de",), flag="search",
-        parse=flags.listing(SEARCHES), choices=SEARCHES, every="all", recorded=True,
+        parse=flags.listing(SEARCHES), choices=SEARCHES, every="all", recorded="grows",
     )  # fmt: skip
     inits: tuple[str, ...] = setting(
         "comma list of DE inits: lhs, uniform, scan", ("lhs",), flag="init",
-        parse=flags.listing(INITS), choices=INITS, every="all", recorded=True,
+        parse=flags.listing(INITS), choices=INITS, every="all", recorded="grows",
     )  # fmt: skip
     targeted_from_scan: bool = setting(
         "answer the targeted 1-pixel cells from one all-class corner scan per image and "
@@ -133,7 +117,7 @@ class Grid:
                 for s in self.searches for i in (self.inits if s == "de" else (None,))]  # fmt: skip
 
     def settings(self) -> dict:
-        """The recorded settings (`setting(recorded=True)`: the method flags and
+        """The recorded settings (`setting`'s `recorded`: the method flags and
         --sample-order) as settings.json holds them, a tuple as a list in its choices'
         order; see `SETTING_DEFAULTS` for a workdir made before they existed."""
         return _recorded({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
@@ -173,107 +157,6 @@ class Grid:
                 f"{generations} generations)"
             )
         return line
-
-
-def run_grid(
-    grid: Grid,
-    store: ResultStore,
-    images,
-    classifiers: dict,
-    foreground: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    picks: dict,
-    log: Callable[[str], None] = print,
-) -> None:
-    """Run every missing row of the grid, appending records to `store` as they finish,
-    then log how many are new and how long they took.
-
-    Args:
-      images: the test images (`experiments.images`): `images.total` of them, and
-        `images(indices int [M]) -> (uint8 [M, H, W, 3], true labels int [M])`.
-      classifiers: {model name: (predict, info)} for every model of the grid.
-      foreground: (indices [M], images [M, H, W, 3]) -> bool [M, H, W] foreground masks.
-      picks: `pick_all`'s {model: (indices, clean probs)}.
-    """
-    before, start = len(store), time.perf_counter()
-    for model in grid.models:
-        predict, _ = classifiers[model]
-        idx, clean = picks[model]
-        x = images(idx)[0]
-        fg = np.asarray(foreground(idx, x))
-        for pixels, restriction, method in itertools.product(
-            grid.pixels, grid.restrictions, grid.methods()
-        ):
-            config = rpx.AttackConfig(
-                pixels=pixels,
-                population=grid.population,
-                generations=grid.generations,
-                restriction=restriction,
-                search=method.search,
-                init=method.init or "lhs",
-            )
-            for region, attack in itertools.product(grid.regions, grid.attacks):
-                cell = Cell(model, region, pixels, restriction, attack, method)
-                if not _from_scan(grid, cell):
-                    mask = regions.mask(region, fg)
-                    _run_cell(grid, store, cell, predict, x, idx, clean, mask, config)
-        if grid.targeted_from_scan:
-            targets = other_classes(clean.argmax(1), clean.shape[1])
-            for region in grid.regions:
-                cell = Cell(model, region, 1, "table", "targeted", methods.SCAN)
-                mask = regions.mask(region, fg)
-                scan_targets.run(store, cell, predict, x, idx, clean, mask, targets,
-                                 grid.batch_size)  # fmt: skip
-    log(
-        f"{len(store) - before} new results in {time.perf_counter() - start:.1f} s "
-        f"({before} already in {store.path})"
-    )
-
-
-def _from_scan(grid: Grid, cell: Cell) -> bool:
-    """Whether the scan answers this cell (`--targeted-from-scan`) instead of a search."""
-    answered = (cell.pixels, cell.restriction, cell.attack) == (1, "table", "targeted")
-    return grid.targeted_from_scan and answered
-
-
-def _run_cell(grid, store, cell: Cell, predict, images, idx, clean, mask, config) -> None:
-    """Attack the rows of one cell missing from `store`; append records as they finish."""
-    labels = clean.argmax(1).astype(np.int32)
-    num_classes = clean.shape[1]
-    targets = other_classes(labels, num_classes) if cell.attack == "targeted" else None
-    fields = cell.fields()
-    per_image = 1 if targets is None else targets.shape[1]
-    rows_target = (lambda r: None) if targets is None else (
-        lambda r: int(targets[r // per_image, r % per_image]))  # fmt: skip
-    missing = [
-        r
-        for r in range(len(idx) * per_image)
-        if record_key(dict(fields, image=int(idx[r // per_image]), target=rows_target(r)))
-        not in store
-    ]
-    if not missing:
-        return
-
-    def write(rows, partial):
-        img = rows // per_image
-        tgt = None if targets is None else targets[img, rows % per_image]
-        recs = metrics.records(partial, clean[img], labels[img], tgt)
-        for r, i in zip(recs, img, strict=True):
-            r.update(fields, image=int(idx[i]), num_classes=num_classes)
-        store.append(recs)
-
-    tqdm.write(f"{cell.name()}: {len(missing)} of {len(idx) * per_image} rows to run")
-    rpx.run(
-        predict,
-        images,
-        labels,
-        mask,
-        targets,
-        config=config,
-        key=cell.key(grid.seed),
-        batch_size=grid.batch_size,
-        callback=write,
-        rows=np.asarray(missing),
-    )
 
 
 def words(value) -> str:
@@ -320,3 +203,7 @@ FIELD_DEFAULTS = {
 # The recorded settings of a workdir made before --search, --init, --targeted-from-scan,
 # --sample-order: their defaults.
 SETTING_DEFAULTS = _recorded(FIELD_DEFAULTS)
+# The recorded settings each record names itself (its method): a workdir may gain items.
+METHOD_SETTINGS = tuple(
+    flag_of(f) for f in dataclasses.fields(Grid) if f.metadata["recorded"] == "grows"
+)

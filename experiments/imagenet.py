@@ -18,8 +18,8 @@ import os
 import sys
 
 from experiments import classifiers, cli, figures, masks, tables
-from experiments.grid import run_grid
 from experiments.images import ResizedImages
+from experiments.runner import run_grid
 from experiments.samples import pick_all
 
 # Grid overrides (and other flags) for ImageNet; the rest is `Grid`'s defaults.
