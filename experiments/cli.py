@@ -14,7 +14,7 @@ import os
 import sys
 
 from experiments import flags
-from experiments.grid import Grid, flag_of, words
+from experiments.grid import Grid, flag_of, spelled, words
 
 # The flags besides the grid's: a dataset's DEFAULTS and a preset may set them too.
 OTHER_FLAGS = {
@@ -36,10 +36,11 @@ def add_grid_flags(p: argparse.ArgumentParser, defaults: dict) -> None:
         if field.type == "bool":
             p.add_argument(name, action="store_true", help=field.metadata["help"], **named)
             continue
-        said = "" if default is dataclasses.MISSING else f" (default {shown(default, field)})"
+        said = field.metadata["help"] + "".join(f": {w}" for w in [spelled(field)] if w)
+        if default is not dataclasses.MISSING:
+            said += f" (default {shown(default, field)})"
         kind = int if field.type == "int" else str
-        p.add_argument(name, type=kind, metavar=flag.upper(), help=field.metadata["help"] + said,
-                       **named)  # fmt: skip
+        p.add_argument(name, type=kind, metavar=flag.upper(), help=said, **named)
     for name, help in OTHER_FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), help=help)
 

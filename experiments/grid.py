@@ -25,13 +25,26 @@ def setting(help: str, default=dataclasses.MISSING, *, flag=None, parse=None, ch
     """A `Grid` field and its flag: `--flag` (default: the field's name), `help`, the
     parser (flag, text) -> value of its text (None: argparse's type, from the field's);
     what `Grid` checks: `choices` (a tuple's items, or the value), `every` the flag's
-    word for all of them ("all" in a comma list, or "both"), `least` (an int, or a
+    word for all of them ("all": a comma list of them, `flags.listing`; "both": one or
+    both, `flags.either`; either gives the parser), `least` (an int, or a
     tuple's items); `recorded`: settings.json records it (`Grid.settings`), "grows" for
     a list of which each record names its own item (its method), so a workdir may gain
     items (`METHOD_SETTINGS`)."""
+    if parse is None and every is not None:
+        parse = (flags.listing if every == "all" else flags.either)(choices)
     meta = dict(help=help, flag=flag, parse=parse, choices=choices, every=every,
                 least=least, recorded=recorded)  # fmt: skip
     return dataclasses.field(default=default, metadata=meta)
+
+
+def spelled(field: dataclasses.Field) -> str:
+    """The values a field's flag takes, in words ("" for a field without choices)."""
+    choices, every = field.metadata["choices"], field.metadata["every"]
+    if every == "both":
+        return f"{', '.join(choices)} or both"
+    if every == "all":
+        return f"a comma list of {', '.join(choices)}, or all"
+    return " or ".join(choices or ())
 
 
 def flag_of(field: dataclasses.Field) -> str:
@@ -57,32 +70,30 @@ class Grid:
     """
 
     regions: tuple[str, ...] = setting(
-        "original, foreground, background, a comma list, or all", regions.REGION_NAMES,
-        flag="region", parse=flags.listing(regions.REGION_NAMES),
-        choices=regions.REGION_NAMES, every="all",
+        "the regions attacked", regions.REGION_NAMES,
+        flag="region", choices=regions.REGION_NAMES, every="all",
     )  # fmt: skip
     models: dict[str, str] = setting("comma list of names or name=workdir", parse=flags.named)
     pixels: tuple[int, ...] = setting(
         "comma list of pixel counts", parse=flags.listing(kind=int), least=1
     )
     attacks: tuple[str, ...] = setting(
-        "untargeted, targeted or both", flag="attack", parse=flags.either(ATTACKS),
-        choices=ATTACKS, every="both",
+        "the attacks", flag="attack", choices=ATTACKS, every="both",
     )  # fmt: skip
     samples: int = setting("images per model", 500, least=1)
     population: int = setting("DE population", 400, least=4)
     generations: int = setting("DE generations", 100, least=1)
     restrictions: tuple[str, ...] = setting(
-        "table, restore or both (the ablation)", ("table",), flag="restriction",
-        parse=flags.either(RESTRICTIONS), choices=RESTRICTIONS, every="both",
+        "the restriction (both: the ablation)", ("table",), flag="restriction",
+        choices=RESTRICTIONS, every="both",
     )  # fmt: skip
     searches: tuple[str, ...] = setting(
-        "comma list of de, sparse_rs (de is the paper's)", ("de",), flag="search",
-        parse=flags.listing(SEARCHES), choices=SEARCHES, every="all", recorded="grows",
+        "the searches (de is the paper's)", ("de",), flag="search",
+        choices=SEARCHES, every="all", recorded="grows",
     )  # fmt: skip
     inits: tuple[str, ...] = setting(
-        "comma list of DE inits: lhs, uniform, scan", ("lhs",), flag="init",
-        parse=flags.listing(INITS), choices=INITS, every="all", recorded="grows",
+        "DE's initial populations", ("lhs",), flag="init",
+        choices=INITS, every="all", recorded="grows",
     )  # fmt: skip
     targeted_from_scan: bool = setting(
         "answer the targeted 1-pixel cells from one all-class corner scan per image and "
@@ -90,8 +101,8 @@ class Grid:
     )  # fmt: skip
     seed: int = setting("picks the samples and seeds the attacks", 0)
     sample_order: str = setting(
-        "random (seeded, the paper's) or first: the first correctly classified images in "
-        "dataset order (those experiments.corner_maps scans)", "random",
+        "which correctly classified images are taken (random: seeded, the paper's; first: "
+        "in dataset order, those experiments.corner_maps scans)", "random",
         choices=SAMPLE_ORDERS, recorded=True,
     )  # fmt: skip
     batch_size: int = setting("images searched at once", 16, least=1)
@@ -174,9 +185,7 @@ def _check(field: dataclasses.Field, value) -> None:
         raise ValueError(f"{flag} lists a value twice: {words(value)!r}")
     bad = [v for v in items if meta["choices"] is not None and v not in meta["choices"]]
     if bad and meta["every"] == "both":
-        raise ValueError(
-            f"{flag} must be {', '.join(meta['choices'])} or both, got {words(value)!r}"
-        )
+        raise ValueError(f"{flag} must be {spelled(field)}, got {words(value)!r}")
     if bad:
         every = f" (or {meta['every']})" if meta["every"] else ""
         raise ValueError(f"{flag}: {bad} not among {', '.join(meta['choices'])}{every}")
