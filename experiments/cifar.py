@@ -16,22 +16,24 @@ import os
 import sys
 
 from experiments import classifiers, cli, figures, masks, tables
-from experiments.grid import pick_all, run_grid
+from experiments.grid import ATTACKS
 from experiments.images import ASSETS, cifar10_test
+from experiments.runner import run_grid
+from experiments.samples import pick_all
 
+# Grid overrides (and other flags) for CIFAR-10; the rest is `Grid`'s defaults.
 DEFAULTS = dict(
-    region="all", models="allconv,nin,vgg16_cifar", pixels="1,3,5", attack="both",
-    samples=500, population=400, generations=100, restriction="table", seed=0,
-    batch_size=16, search="de", init="lhs", targeted_from_scan=False, sample_order="random",
-    workdir="runs/cifar", classifiers=ASSETS,
+    models=dict.fromkeys(("allconv", "nin", "vgg16_cifar")), pixels=(1, 3, 5),
+    attacks=ATTACKS, workdir="runs/cifar", classifiers=ASSETS,
 )  # fmt: skip
+# A preset: Grid overrides (and other flags), over DEFAULTS, under the flags given.
 PRESETS = {
     "demo": dict(
-        models=f"compact_fast={os.path.join(ASSETS, 'cifar10_compact_fast')}",  # 29 min, 2-core CPU
+        models={"compact_fast": os.path.join(ASSETS, "cifar10_compact_fast")},  # 29 min, 2-core CPU
         data_file=os.path.join(ASSETS, "cifar10_test_sample100.npz"),
         samples=20,
-        pixels="1",
-        attack="untargeted",
+        pixels=(1,),
+        attacks=("untargeted",),
         population=200,
         generations=30,
         workdir="runs/demo",
@@ -62,8 +64,7 @@ def _main(argv) -> int:
     budget = grid.budget_line(paper_samples=500)
     print(f"preset {args.preset}: " * bool(args.preset) + budget)
     settings = dict(
-        dataset="cifar10", data=data, seed=grid.seed, population=grid.population,
-        generations=grid.generations,
+        dataset="cifar10", data=data,
         masks=given.settings if given else segment.GrabCutSettings().to_dict(),
     )  # fmt: skip
     picks = pick_all(grid, images, loaded)  # bad data refused before the workdir is touched

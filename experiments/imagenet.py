@@ -18,14 +18,14 @@ import os
 import sys
 
 from experiments import classifiers, cli, figures, masks, tables
-from experiments.grid import pick_all, run_grid
 from experiments.images import ResizedImages
+from experiments.runner import run_grid
+from experiments.samples import pick_all
 
+# Grid overrides (and other flags) for ImageNet; the rest is `Grid`'s defaults.
 DEFAULTS = dict(
-    region="all", models="alexnet,resnet50,vgg16_imagenet", pixels="1", attack="untargeted",
-    samples=420, population=400, generations=100, restriction="table", seed=0,
-    batch_size=16, search="de", init="lhs", targeted_from_scan=False, sample_order="random",
-    workdir="runs/imagenet", classifiers="train/assets",
+    models=dict.fromkeys(("alexnet", "resnet50", "vgg16_imagenet")), pixels=(1,),
+    attacks=("untargeted",), samples=420, workdir="runs/imagenet", classifiers="train/assets",
 )  # fmt: skip
 
 
@@ -68,8 +68,7 @@ def _main(argv) -> int:
     budget = grid.budget_line(paper_samples=420)
     print(budget)
     settings = dict(
-        dataset="imagenet2012", source=images.name, seed=grid.seed, population=grid.population,
-        generations=grid.generations, image_size=images.size,
+        dataset="imagenet2012", source=images.name, image_size=images.size,
         u2net=masks.file_identity(args.u2net), u2net_size=args.u2net_size,
     )  # fmt: skip
     picks = pick_all(grid, images, loaded)  # bad data refused before the workdir is touched

@@ -14,17 +14,28 @@ cell's name, so its randomness differs):
 
 from __future__ import annotations
 
-DEFAULT = ("de", "lhs")
-SCAN = ("scan", None)
+from typing import NamedTuple
+
+
+class Method(NamedTuple):
+    """A search and its init (None for a search without DE's initial population); equal
+    to the plain (search, init) tuple."""
+
+    search: str
+    init: str | None
+
+
+DEFAULT = Method("de", "lhs")
+SCAN = Method("scan", None)
 SCAN_NOTE = (
     "targeted 1-pixel rows from one all-class corner scan per image and region: "
     "region pixels x 8 queries shared by all its targets"
 )
 
 
-def of(record: dict) -> tuple[str, str | None]:
-    """(search, init) of a record; the paper's DE with LHS when it holds neither."""
-    return record.get("search", DEFAULT[0]), record.get("init", DEFAULT[1])
+def of(record: dict) -> Method:
+    """The method of a record; the paper's DE with LHS when it holds neither field."""
+    return Method(record.get("search", DEFAULT.search), record.get("init", DEFAULT.init))
 
 
 def fields(search: str, init: str | None) -> dict:
@@ -35,36 +46,35 @@ def fields(search: str, init: str | None) -> dict:
     return {"search": search, "init": init if search == "de" else None}
 
 
-def label(method: tuple[str, str | None]) -> str:
+def label(method: Method) -> str:
     """Words for a method in tables and titles; "" for the paper's DE with LHS."""
-    search, init = method
     if method == DEFAULT:
         return ""
     if method == SCAN:
         return f"search=scan ({SCAN_NOTE})"
-    return f"search={search}" + (f", init={init}" if init is not None else "")
+    return f"search={method.search}" + (f", init={method.init}" if method.init is not None else "")
 
 
-def short(method: tuple[str, str | None]) -> str:
+def short(method: Method) -> str:
     """A few words for a method in figure titles; "" for the paper's DE with LHS."""
     if method == DEFAULT:
         return ""
-    return method[0] + (f", init {method[1]}" if method[1] is not None else "")
+    return method.search + (f", init {method.init}" if method.init is not None else "")
 
 
-def suffix(method: tuple[str, str | None]) -> str:
+def suffix(method: Method) -> str:
     """A file-name suffix for a method; "" for the paper's DE with LHS."""
     return "" if method == DEFAULT else "_" + "_".join(v for v in method if v is not None)
 
 
-def order(method: tuple[str, str | None]) -> tuple:
+def order(method: Method) -> tuple:
     """Sort key: the paper's method first, then by name."""
-    return (method != DEFAULT, method[0], method[1] or "")
+    return (method != DEFAULT, method.search, method.init or "")
 
 
-def split(records) -> list[tuple[tuple[str, str | None], list[dict]]]:
+def split(records) -> list[tuple[Method, list[dict]]]:
     """Records grouped by method, the paper's first."""
-    out: dict[tuple, list[dict]] = {}
+    out: dict[Method, list[dict]] = {}
     for r in records:
         out.setdefault(of(r), []).append(r)
     return sorted(out.items(), key=lambda item: order(item[0]))

@@ -20,8 +20,9 @@ import numpy as np
 import rpx
 from experiments import classifiers, cli, masks, scan_vs_de, store
 from experiments.atomic import write_atomic
-from experiments.grid import Grid, pick_samples
+from experiments.grid import FIELD_DEFAULTS, Grid
 from experiments.images import ASSETS, cifar10_test
+from experiments.samples import pick_samples
 from rpx.plots import heatmap_figure
 
 
@@ -30,12 +31,13 @@ def _main(argv) -> int:
     p.add_argument("--model", default=os.path.join(ASSETS, "cifar10_compact"))
     p.add_argument("--data-file", default=os.path.join(ASSETS, "cifar10_test_sample100.npz"))
     p.add_argument("--masks", help="a mask cache of the same images (python -m experiments.masks)")
-    for flag, default in dict(samples=20, population=400, generations=100, seed=0).items():
-        p.add_argument(f"--{flag}", type=int, default=default)
+    defaults = {**FIELD_DEFAULTS, "samples": 20}  # Grid's, but 20 images
+    for flag in ("samples", "population", "generations", "seed"):
+        p.add_argument(f"--{flag}", type=int, default=defaults[flag])
     p.add_argument("--workdir", default="runs/pixel-maps")
     args = p.parse_args(argv)
-    grid = Grid(models={"m": args.model}, regions=rpx.regions.REGION_NAMES, pixels=(1,),
-                attacks=("untargeted",), samples=args.samples, seed=args.seed,
+    grid = Grid(models={"m": args.model}, pixels=(1,), attacks=("untargeted",),
+                samples=args.samples, seed=args.seed,
                 population=args.population, generations=args.generations)  # fmt: skip
     cli.check_files(data_file=args.data_file, masks=args.masks)
     images = cifar10_test(args.data_file)

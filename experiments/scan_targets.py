@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 import rpx
-from experiments import methods, metrics
+from experiments import metrics
 from experiments.store import record_key
 from rpx.pixel_map import corner_colors
 
@@ -80,29 +80,29 @@ def records(predict, images, clean, region, targets) -> list[dict]:
     return metrics.records(rows, clean_rows, np.repeat(labels, t), np.ravel(targets))
 
 
-def run(store, cell: dict, predict, images, idx, clean, region, targets, batch_size) -> None:
+def run(store, cell, predict, images, idx, clean, region, targets, batch_size) -> None:
     """Append the scan rows of one (model, region) cell that `store` lacks, scanning
     `batch_size` images at a time, only those with a row missing.
 
     Args:
-      cell: {"model": name, "region": name}; images uint8 [N, H, W, C]; idx int [N],
+      cell: the scan's `experiments.cells.Cell` (1 pixel, restriction table, attack
+      targeted, method `methods.SCAN`); images uint8 [N, H, W, C]; idx int [N],
       their dataset indices; clean float [N, K]; region bool [N, H, W]; targets int
       [N, T], as `experiments.grid.run_grid` gives its targeted cells.
     """
-    cell = dict(cell, pixels=1, restriction="table", attack="targeted",
-                **methods.fields(*methods.SCAN))  # fmt: skip
+    fields = cell.fields()
     missing = [
         i for i in range(len(idx))
-        if any(record_key(dict(cell, image=int(idx[i]), target=int(t))) not in store
+        if any(record_key(dict(fields, image=int(idx[i]), target=int(t))) not in store
                for t in targets[i])
     ]  # fmt: skip
     if not missing:
         return
-    name = "/".join(str(cell[k]) for k in ("model", "region", "pixels", "attack", "search"))
+    name = f"{cell.model}/{cell.region}/{cell.pixels}/{cell.attack}/{cell.method.search}"
     tqdm.write(f"{name}: {len(missing)} of {len(idx)} images to scan")
     for at in range(0, len(missing), batch_size):
         part = np.asarray(missing[at : at + batch_size])
         recs = records(predict, images[part], clean[part], region[part], targets[part])
         for r, i in zip(recs, np.repeat(idx[part], targets.shape[1]), strict=True):
-            r.update(cell, image=int(i), num_classes=clean.shape[1])
+            r.update(fields, image=int(i), num_classes=clean.shape[1])
         store.append(recs)

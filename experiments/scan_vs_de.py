@@ -2,7 +2,7 @@
 
 `compare` scans every pixel of each image with the 8 colour-cube corners
 (`rpx.pixel_map`), runs one-pixel untargeted DE (`rpx.run`) in each region with
-`experiments.grid.cell_key` for a model named "m" (so not the keys an experiments.cifar
+`experiments.cells.cell_key` for a model named "m" (so not the keys an experiments.cifar
 run of the same classifier uses), and counts per region the images the scan finds
 vulnerable, the DE successes, the vulnerable images DE missed and DE's successes the
 scan did not predict; `report` words the result as a markdown table and two lines.
@@ -16,7 +16,8 @@ import jax
 import numpy as np
 
 import rpx
-from experiments.grid import Grid, cell_key
+from experiments.cells import cell_key
+from experiments.grid import Grid
 from rpx.plots import vulnerable_share
 
 

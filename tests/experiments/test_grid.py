@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from experiments.cli import grid_from, resolve
-from experiments.grid import Grid, pick_samples
+from experiments.grid import Grid
 from experiments.images import ArrayImages
+from experiments.samples import pick_samples
 from tests.experiments.tiny import mock_cifar, tiny_predict
 
 

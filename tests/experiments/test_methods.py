@@ -15,7 +15,7 @@ import pytest
 import rpx
 import train
 from experiments import cifar, methods, scan_targets
-from experiments.grid import cell_key, other_classes
+from experiments.cells import cell_key, other_classes
 from experiments.scan_targets import answers
 from experiments.store import record_key
 from rpx.pixel_map import corner_colors
