@@ -484,7 +484,12 @@ def _head(walk: BoundWalk, eqn, ins, keys) -> Ref:
             z = source.val if source in ordered else source
             kind = "order+" if _positive(name, ins) else "order"
             return Ref(keys[0], _out_abs(eqn, kind), z)
-    reduces_classes = name == "reduce_sum" and tuple(eqn.params["axes"]) == (len(shape),)
+    # A sum or maximum over the classes is one colour-dependent value per row (softmax's
+    # normaliser and its stabilising shift), also where a global mean's division by the
+    # map's area already made the logits "order".
+    reduces_classes = name in ("reduce_sum", "reduce_max") and tuple(eqn.params["axes"]) == (
+        len(shape),
+    )
     if ordered and not reduces_classes:
         raise ValueError(
             f"rpx.certify cannot bound {name!r} after the softmax-like head of predict (it "
