@@ -133,11 +133,11 @@ def witnesses(colours) -> dict:
     "saturated_channels": [pixels with 0, 1, ..., C channels at 0 or 255] ("corner":
     all C), "linf_to_corner" / "l2_to_corner": {mean, median, max} of the distance to
     the nearest corner over the pixels not at a corner (None when there are none)}."""
-    colours = np.asarray(colours, np.float64).reshape(len(colours), -1)
+    colours = np.asarray(colours, np.float64)  # [M, C], M may be 0
     lo, hi = VALUE_RANGE
     gap = np.minimum(colours - lo, hi - colours)  # per channel, to the nearer face
     saturated = (gap == 0).sum(1)
-    c = colours.shape[1] if colours.size else 3
+    c = colours.shape[1]
     off = gap[saturated < c]
     out = dict(
         pixels=len(colours),

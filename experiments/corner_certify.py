@@ -45,6 +45,7 @@ _FIELDS = ("safe", "fooled", "undecided", "witness", "bound_passes")
 def add_flags(p) -> None:
     """--certify and the knobs of `rpx.certify` on the corner study's parser."""
     p.add_argument("--certify", action="store_true", help="certify the mapped images instead")
+    p.add_argument("--stop-after", type=float, help="seconds: no new certify batch after that")
     for knob, default in KNOBS.items():
         p.add_argument(
             f"--{knob.replace('_', '-')}", type=int, default=default, help=f"rpx.certify's {knob}"
@@ -134,12 +135,21 @@ def read(folder: str, expected_index=None, expected_settings: dict | None = None
 
 
 def certify_models(
-    workdir, loaded, images, labels, count, batch_size, knob_values, evaluation="auto"
+    workdir,
+    loaded,
+    images,
+    labels,
+    count,
+    batch_size,
+    knob_values,
+    evaluation="auto",
+    stop_after=None,
 ) -> int:
     """Certify each classifier of `loaded` ({name: (predict, info)}) on its first `count`
     correct images into WORKDIR/NAME/, after refusing maps or cert batches of other
-    images, weights or settings; returns how many images were certified now."""
-    done = 0
+    images, weights or settings; no batch starts after `stop_after` seconds (a re-run
+    resumes). Returns how many images were certified now."""
+    done, began = 0, time.monotonic()
     for name, (predict, info) in loaded.items():
         picks = pick_list(name, predict, images, labels, count)
         folder = os.path.join(workdir, name)
@@ -149,6 +159,9 @@ def certify_models(
         todo = batches_of(BatchFolder(folder, PREFIX).missing(len(picks)), batch_size)
         with tqdm(total=sum(map(len, todo)), desc=f"{name} certify", unit="img") as bar:
             for positions in todo:
+                if stop_after is not None and time.monotonic() - began > stop_after:
+                    print(f"{name}: stopped after {stop_after:.0f} s; run again to resume")
+                    return done
                 idx = picks[positions]
                 wall, cpu = time.perf_counter(), time.process_time()
                 cert = rpx.certify(

@@ -102,17 +102,11 @@ def _main(argv) -> int:
         store.check_settings(args.workdir, settings, classifiers.digests(loaded))
         masks.workdir_masks(corner_study.mask_path(args.workdir), data.images, identity)
         run = corner_certify.certify_models if args.certify else corner_study.scan_models
-        extra = (corner_certify.knobs(args),) if args.certify else ()
+        extra = dict(knob_values=corner_certify.knobs(args), stop_after=args.stop_after)
         scanned = run(
-            args.workdir,
-            loaded,
-            data.images,
-            data.labels,
-            args.images,
-            args.batch,
-            *extra,
-            evaluation=args.evaluation,
-        )
+            args.workdir, loaded, data.images, data.labels, args.images, args.batch,
+            evaluation=args.evaluation, **(extra if args.certify else {}),
+        )  # fmt: skip
         if scanned or not os.path.exists(os.path.join(args.workdir, "report.md")):
             _report(args)
     return 0

@@ -88,6 +88,8 @@ def test_certify_resumes_refuses_foreign_batches_and_reports(setup, monkeypatch,
     monkeypatch.setattr(
         rpx, "certify", lambda *a, **kw: calls.append(len(a[1])) or certify(*a, **kw)
     )
+    assert corner_maps.main(_argv(data, workdir, "--certify", *KNOBS, "--stop-after=0")) == 0
+    assert calls == []  # out of time before the first batch: nothing certified
     assert corner_maps.main(_argv(data, workdir, "--certify", *KNOBS)) == 0
     assert calls == [2]  # only the batch the kill lost
     assert corner_maps.main(_argv(data, workdir, "--certify", *KNOBS)) == 0 and calls == [2]
@@ -250,6 +252,10 @@ def test_compare_with_de_against_brute_force():
     corner_any = classes[..., 3] == 2
     _check_witnesses(got["witnesses"]["no_corner_fools"], witness[fooled & ~corner_any])
     assert got["witnesses"]["all"]["corner"] >= 1
+    none = corner_cert_analysis.witnesses(np.zeros((0, 3), np.float32))  # nothing fooled
+    assert none == dict(
+        pixels=0, corner=0, saturated_channels=[0, 0, 0, 0], linf_to_corner=None, l2_to_corner=None
+    )
 
 
 def test_bad_certify_flags_exit_2(setup, capsys):
