@@ -7,7 +7,8 @@ can read the workdir of a run still going), builds the regions of
 region, `experiments.corner_stats.summarise`, plus paired differences between regions
 (the primary one and a Holm-corrected family of secondary ones), the size-matched
 control's exact expectation over its draws, how long the scan took and what the masks
-were like.
+were like; where certificate batches exist (`experiments.corner_certify`), what one
+pixel of any colour does on the certified images (`corner_cert_analysis.compare`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ import os
 
 import numpy as np
 
-from experiments import corner_de, corner_exact, corner_regions, corner_stats, store
+from experiments import (
+    corner_cert_analysis,
+    corner_certify,
+    corner_de,
+    corner_exact,
+    corner_regions,
+    corner_stats,
+    store,
+)
 from experiments.corner_batches import BatchFolder
 from experiments.corner_study import mask_path
 from rpx import segment
@@ -63,14 +72,18 @@ def analyse(workdir: str, resamples: int = 2000, seed: int = 0, de=None) -> dict
        "dataset_indices", "timing", "masks", "regions": {region: summary},
        "differences": `differences`, "scattered": {"REGION in POOL": `scattered`} for
        SCATTERED, "short_blobs": {blob
-       region: images where it is smaller than asked}}}, "de": `corner_de.compare` (with
-       `de`)};
+       region: images where it is smaller than asked}, "certify":
+       `corner_cert_analysis.compare` (where cert batches exist)}}, "de":
+       `corner_de.compare` (with `de`)};
       classifiers without a finished batch
       are left out.
     """
     settings = read_settings(workdir)
     cache = segment.MaskCache(mask_path(workdir), segment.GrabCutSettings(), settings["data"])
     nets = {}
+    de_rows: dict = {}
+    for workdir_de in de or ():
+        de_rows.update(corner_de.de_records(workdir_de)[1])
     for name in sorted(settings["models"]):
         maps = BatchFolder(os.path.join(workdir, name)).read()
         if not len(maps):
@@ -106,10 +119,26 @@ def analyse(workdir: str, resamples: int = 2000, seed: int = 0, de=None) -> dict
                 "ring-sized blob": _short(regions, "ring-sized blob", "ring"),
             },
         )
+        certs = corner_certify.read(os.path.join(workdir, name))
+        if len(certs):
+            nets[name]["certify"] = _certify(name, certs, maps, regions, de_rows.get(name))
     out = dict(settings=settings, resamples=resamples, seed=seed, nets=nets)
     if de is not None:
         out["de"] = corner_de.compare(workdir, de, resamples, seed)
     return out
+
+
+def _certify(name, certs, maps, regions, de_rows) -> dict:
+    """`corner_cert_analysis.compare` on the certified images, which must be mapped."""
+    where = {int(i): n for n, i in enumerate(maps.index)}
+    unmapped = [int(i) for i in certs.index if int(i) not in where]
+    if unmapped:
+        raise ValueError(f"{name}: certified images {unmapped[:5]} have no corner map")
+    pos = np.array([where[int(i)] for i in certs.index])
+    if not np.array_equal(maps.label[pos], certs.label):
+        raise ValueError(f"{name}: the certificates' labels differ from the maps'")
+    here = {r: m[pos] for r, m in regions.items()}
+    return corner_cert_analysis.compare(certs, maps.classes[pos], maps.label[pos], here, de_rows)
 
 
 def differences(facts: dict, boot) -> dict:

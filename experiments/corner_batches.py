@@ -13,6 +13,10 @@ classifier's picked images (positions start..stop-1 of its pick list), each with
 A batch is written to a temporary file beside it and renamed, so a file that exists is
 whole; a run killed mid-batch leaves no batch file (a stray `.tmp-*` is ignored), and
 the next run scans only the positions no file covers.
+
+The same machinery holds other per-image batches of the same pick list under another
+file prefix (`BatchFolder(folder, "cert")`: `experiments.corner_certify`'s certificates),
+through `write_arrays` and `read_parts`.
 """
 
 from __future__ import annotations
@@ -26,8 +30,6 @@ import re
 import numpy as np
 
 from experiments.atomic import write_atomic
-
-_NAME = re.compile(r"maps-(\d{5,})-(\d{5,})\.npz$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,16 +50,19 @@ class Maps:
 
 
 class BatchFolder:
-    """The batch files of one classifier in `folder` (created on the first write)."""
+    """The batch files `PREFIX-START-STOP.npz` of one classifier in `folder` (created on
+    the first write); prefix "maps": the corner maps."""
 
-    def __init__(self, folder: str):
-        self.folder = folder
+    def __init__(self, folder: str, prefix: str = "maps"):
+        self.folder, self.prefix = folder, prefix
+        self.what = "corner-map" if prefix == "maps" else prefix  # for messages
+        self._name = re.compile(re.escape(prefix) + r"-(\d{5,})-(\d{5,})\.npz$")
 
     def spans(self) -> list[tuple[int, int]]:
         """(start, stop) of every batch file present, sorted; ValueError if two overlap."""
         spans = []
-        for path in glob.glob(os.path.join(self.folder, "maps-*.npz")):
-            found = _NAME.search(os.path.basename(path))
+        for path in glob.glob(os.path.join(self.folder, f"{self.prefix}-*.npz")):
+            found = self._name.fullmatch(os.path.basename(path))
             if found:
                 spans.append((int(found.group(1)), int(found.group(2))))
         spans.sort()
@@ -76,7 +81,7 @@ class BatchFolder:
         return np.flatnonzero(~done).tolist()
 
     def path(self, start: int, stop: int) -> str:
-        return os.path.join(self.folder, f"maps-{start:05d}-{stop:05d}.npz")
+        return os.path.join(self.folder, f"{self.prefix}-{start:05d}-{stop:05d}.npz")
 
     def write(self, start: int, classes, index, label, **timing) -> str:
         """Write the batch of positions start..start+B-1 atomically; returns its path.
@@ -87,32 +92,44 @@ class BatchFolder:
         classes = np.asarray(classes)
         if classes.ndim != 4 or classes.min(initial=0) < -1 or classes.max(initial=0) > 127:
             raise ValueError(f"classes must be int [B, H, W, M] in [-1, 127], got {classes.shape}")
-        stop = start + len(classes)
-        path = self.path(start, stop)
-        arrays = dict(
+        return self.write_arrays(
+            start,
             classes=classes.astype(np.int8),
             index=np.asarray(index, np.int32),
             label=np.asarray(label, np.int32),
             wall_seconds=np.float64(timing["wall_seconds"]),
             cpu_seconds=np.float64(timing["cpu_seconds"]),
             evaluations=np.int64(timing["evaluations"]),
-            finished=np.array(_now()),
         )
+
+    def write_arrays(self, start: int, **arrays) -> str:
+        """Write one batch of positions start..start+B-1 (B = len(arrays["index"]))
+        atomically, with `finished` added; returns its path."""
+        path = self.path(start, start + len(arrays["index"]))
+        arrays = dict(arrays, finished=np.array(_now()))
         write_atomic(path, lambda tmp: np.savez_compressed(tmp, **arrays))
         return path
 
-    def read(self, expected_index=None) -> Maps:
-        """All batches in position order. With `expected_index` (int [P], the pick list),
-        ValueError unless every batch holds the images its positions name there."""
-        parts, batches = [], []
+    def read_parts(self, expected_index=None) -> list[tuple[int, int, dict]]:
+        """[(start, stop, {name: array})] of every batch file, in position order. With
+        `expected_index` (int [P], the pick list), ValueError unless every batch holds the
+        images its positions name there."""
+        out = []
         for start, stop in self.spans():
             path = self.path(start, stop)
             try:
                 with np.load(path, allow_pickle=False) as d:
                     part = {k: d[k] for k in d.files}
             except Exception as err:  # zip and key errors alike: not a batch file
-                raise ValueError(f"{path} is not a corner-map batch ({err}); remove it") from None
-            _check_batch(path, part, stop - start, parts[0]["classes"] if parts else None)
+                raise ValueError(f"{path} is not a {self.what} batch ({err}); remove it") from None
+            index = part.get("index")
+            if index is None or index.ndim != 1:
+                raise ValueError(f"{path} is not a {self.what} batch (no ['index']); remove it")
+            if len(index) != stop - start:
+                raise ValueError(
+                    f"{path} holds {len(index)} index rows, not {stop - start}: cut short; "
+                    "remove it"
+                )
             if expected_index is not None:
                 want = np.asarray(expected_index)[start:stop]  # shorter past the list's end
                 if not np.array_equal(want, part["index"][: len(want)]):
@@ -121,6 +138,16 @@ class BatchFolder:
                         f"positions {start}-{stop} are now {want[:5].tolist()}...: other data "
                         "or another classifier; use another --workdir"
                     )
+            out.append((start, stop, part))
+        return out
+
+    def read(self, expected_index=None) -> Maps:
+        """All corner-map batches in position order (`read_parts`' check of
+        `expected_index`)."""
+        parts, batches = [], []
+        for start, stop, part in self.read_parts(expected_index):
+            first = parts[0]["classes"] if parts else None
+            _check_batch(self.path(start, stop), part, stop - start, first)
             parts.append(part)
             batches.append(
                 dict(

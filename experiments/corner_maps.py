@@ -3,6 +3,8 @@
     python -m experiments.corner_maps --models=allconv,nin,compact_fast --images=500 \
         --workdir=runs/corner-maps [--batch=4] [--data-file=...]
     python -m experiments.corner_maps --report --workdir=runs/corner-maps [--de=DE_WORKDIR]
+    python -m experiments.corner_maps --certify --models=allconv --images=50 --batch=2 \
+        --workdir=runs/corner-maps [--max-boxes=64 --search-steps=8 ...]
 
 Scans every pixel x the 8 colour-cube corners of each classifier's first N correctly
 classified images (`experiments.corner_study`), batch by batch into WORKDIR/NET/
@@ -11,7 +13,9 @@ cached in WORKDIR/masks.npz, then writes report.md, report.json and figures/
 (`experiments.corner_analysis`, `experiments.corner_report`). --report only rewrites
 the report from the finished batches; it takes no lock, so it can read a running run.
 --de adds one-pixel DE of an `experiments.cifar --sample-order=first` workdir on the
-same images beside the maps (`experiments.corner_de`).
+same images beside the maps (`experiments.corner_de`). --certify certifies the same
+images with `rpx.certify` (any colour) instead of scanning, resumably too
+(`experiments.corner_certify`); the report sets the certificates beside the maps.
 """
 
 from __future__ import annotations
@@ -21,7 +25,16 @@ import os
 import sys
 import types
 
-from experiments import classifiers, cli, corner_analysis, corner_report, corner_study, masks, store
+from experiments import (
+    classifiers,
+    cli,
+    corner_analysis,
+    corner_certify,
+    corner_report,
+    corner_study,
+    masks,
+    store,
+)
 from experiments.images import ASSETS, ROOT, cifar10_test
 from rpx import incremental, segment
 
@@ -49,7 +62,9 @@ def _flags(argv):
     p.add_argument("--de", help="comma list of experiments.cifar workdirs of 1-pixel DE")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="bootstrap and the random controls")
+    corner_certify.add_flags(p)
     args = p.parse_args(argv)
+    corner_certify.knobs(args)
     for flag, least in (("images", 1), ("batch", 1), ("resamples", 100), ("seed", 0)):
         if getattr(args, flag) < least:
             raise ValueError(f"--{flag} must be >= {least}, got {getattr(args, flag)}")
@@ -86,9 +101,12 @@ def _main(argv) -> int:
         settings = corner_study.settings(identity, args.evaluation)
         store.check_settings(args.workdir, settings, classifiers.digests(loaded))
         masks.workdir_masks(corner_study.mask_path(args.workdir), data.images, identity)
-        scanned = corner_study.scan_models(
-            args.workdir, loaded, data.images, data.labels, args.images, args.batch, args.evaluation
-        )
+        run = corner_certify.certify_models if args.certify else corner_study.scan_models
+        extra = dict(knob_values=corner_certify.knobs(args), stop_after=args.stop_after)
+        scanned = run(
+            args.workdir, loaded, data.images, data.labels, args.images, args.batch,
+            evaluation=args.evaluation, **(extra if args.certify else {}),
+        )  # fmt: skip
         if scanned or not os.path.exists(os.path.join(args.workdir, "report.md")):
             _report(args)
     return 0

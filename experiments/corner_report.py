@@ -6,7 +6,9 @@
   original-to-reached class counts (Figs. 4/5) of the paper's three regions; every
   share with its count and its 95% interval (`corner_stats` says which kind), every
   paired difference of shares with its exact McNemar p (Holm-adjusted for the
-  secondary family, `corner_analysis.SECONDARY`).
+  secondary family, `corner_analysis.SECONDARY`); where certificates exist, one pixel
+  of any colour beside the corners (and DE) on the certified images
+  (`corner_cert_analysis`).
 - figures/: `corner_figures`.
 
 Every file is written beside its target and renamed, so a report read while a run
@@ -77,6 +79,8 @@ def markdown(analysis: dict) -> str:
     ]
     for net, r in analysis["nets"].items():
         lines += _net_section(net, r)
+    if any("certify" in r for r in analysis["nets"].values()):
+        lines += _cert_section(analysis["nets"])
     if analysis.get("de"):
         lines += _de_section(analysis["de"])
     return "\n".join(lines) + "\n"
@@ -117,6 +121,106 @@ def _de_section(de: dict) -> list[str]:
                 f"({'-' if paper_g is None else f'{paper_g:.2f}'}) |"
             )
     return lines
+
+
+def _cert_section(nets: dict) -> list[str]:
+    """One pixel of any colour (`rpx.certify`) beside the corners and DE."""
+    lines = [
+        "",
+        "## One pixel of any colour: certificates (rpx.certify)",
+        "",
+        "Each net's first certified images of the maps, whole image, untargeted, every "
+        "integer colour of [0, 255]^3. A region is fooled when one of its pixels is (a "
+        "witness colour confirmed by the full forward pass), proved robust when every "
+        "pixel is proved safe, else undecided (the budget ran out). Any colour >= corners "
+        "on the same images (the certificate tries the corners first). Intervals: "
+        "Clopper-Pearson for shares, exact conservative for any colour - corners. "
+        "Densities: fooled pixels / region pixels, pooled. Missed by corners: vulnerable "
+        "images (pixels) where no corner of the region (pixel) fools. DE: on the images "
+        "both DE and the certificate saw.",
+        "",
+    ]
+    for net, r in nets.items():
+        c = r.get("certify")
+        if not c:
+            continue
+        t = c["timing"]
+        knobs = "; ".join(
+            ", ".join(f"{k}={v}" for k, v in s.items() if k not in ("certify", "parameters"))
+            for s in c["settings"]
+        )
+        lines += [
+            f"### {net}: {c['images']} images certified",
+            "",
+            f"{t['batches']} batches, {t['wall_seconds'] / 60:.1f} min wall / "
+            f"{t['cpu_seconds'] / 60:.1f} min CPU ({t['wall_seconds'] / c['images']:.0f} s "
+            f"per image), {t['bound_passes']:,} bound passes; finished {t['first_finished']}"
+            f" to {t['last_finished']}. Settings: {knobs}.",
+            "",
+            "| region | any colour: fooled [95% CI] | corners, same images | any - corners "
+            "| proved robust | undecided images | density any / corners | missed by corners: "
+            "images / pixels | pixels safe / undecided | DE (same images) | missed by DE |",
+            "|---|---|---|---|---|---:|---|---|---|---|---:|",
+        ]
+        for name, g in c["regions"].items():
+            px, d = g["pixels"], g.get("de")
+            de = "-" if d is None else f"{d['de']['count']}/{d['images']} ({_pct(d['de'])})"
+            lines.append(
+                f"| {name} | {g['any_colour']['count']}: {_pct(g['any_colour'])} | "
+                f"{g['corners']['count']}: {_pct(g['corners'])} | "
+                f"{_signed(g['any_minus_corners'])} | {g['robust']['count']} | "
+                f"{g['undecided_images']} | {100 * g['density_any']:.3f}% / "
+                f"{100 * g['density_corners']:.3f}% | {g['missed_by_corners']['images']} / "
+                f"{g['missed_by_corners']['pixels']} | {px['safe']} / {px['undecided']} of "
+                f"{px['region']} | {de} | {'-' if d is None else d['missed_by_de']} |"
+            )
+        checks = [
+            f"{name}: {g['corner_pixels_safe']} corner-fooled pixels proved safe, "
+            f"{g['corner_pixels_not_fooled']} not confirmed"
+            for name, g in c["regions"].items()
+            if g["corner_pixels_safe"] or g["corner_pixels_not_fooled"]
+        ]
+        checks += [
+            f"{name}: DE succeeded at {g['de']['de_at_safe_pixel']} proved-safe pixels, on "
+            f"{g['de']['de_not_vulnerable']} images the certificate found no witness for"
+            for name, g in c["regions"].items()
+            if g.get("de") and (g["de"]["de_at_safe_pixel"] or g["de"]["de_not_vulnerable"])
+        ]
+        lines += [
+            "",
+            "Consistency: "
+            + (
+                "; ".join(checks)
+                or "every corner-fooling pixel "
+                "is fooled in the certificate, and no DE success is at a safe pixel"
+            )
+            + ".",
+        ]
+        for key, what in (
+            ("all", "all fooled pixels"),
+            ("no_corner_fools", "fooled pixels where no corner fools"),
+        ):
+            w = c["witnesses"][key]
+            lines.append("")
+            lines.append(f"Witnesses, {what}: {w['pixels']}; {_where(w)}")
+        lines.append("")
+    return lines
+
+
+def _where(w: dict) -> str:
+    """Where witness colours lie in the cube (`corner_cert_analysis.witnesses`)."""
+    if not w["pixels"]:
+        return "none."
+    sat = ", ".join(f"{k}: {n}" for k, n in enumerate(w["saturated_channels"]))
+    text = f"{w['corner']} at a corner; channels at 0 or 255 ({sat})"
+    for key, name in (("linf_to_corner", "L-inf"), ("l2_to_corner", "L2")):
+        d = w[key]
+        if d:
+            text += (
+                f"; {name} distance to the nearest corner of the others: mean "
+                f"{d['mean']:.1f}, median {d['median']:.1f}, max {d['max']:.1f}"
+            )
+    return text + "."
 
 
 def _net_section(net: str, r: dict) -> list[str]:

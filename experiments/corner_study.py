@@ -126,16 +126,23 @@ def scan_models(workdir, loaded, images, labels, count, batch_size, evaluation) 
     more); returns how many images were scanned now."""
     scanned = 0
     for name, (predict, _) in loaded.items():
-        source = ArrayImages(images, labels, name)
-        picks = pick_samples(predict, source, count, seed=0, order="first")[0].astype(np.int32)
-        if len(picks) < count:
-            print(f"{name}: only {len(picks)} of {len(images)} images are classified right")
+        picks = pick_list(name, predict, images, labels, count)
         folder = BatchFolder(os.path.join(workdir, name))
         folder.read(picks)
         done = scan(name, predict, images, labels, picks, folder, batch_size, evaluation)
         print(f"{name}: {done['scanned']} images scanned now in {done['wall_seconds']:.0f} s")
         scanned += done["scanned"]
     return scanned
+
+
+def pick_list(name: str, predict, images, labels, count: int) -> np.ndarray:
+    """int32 [M]: the dataset indices of the first `count` images (dataset order) that
+    `predict` classifies right (M < count, with a message, when fewer are)."""
+    source = ArrayImages(images, labels, name)
+    picks = pick_samples(predict, source, count, seed=0, order="first")[0].astype(np.int32)
+    if len(picks) < count:
+        print(f"{name}: only {len(picks)} of {len(images)} images are classified right")
+    return picks
 
 
 def mask_path(workdir: str) -> str:
