@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from rpx import incremental
-from rpx.certification import crown, forms, rules
+from rpx.certification import crown, forms, layout, rules
 from rpx.incremental import interpreter
 from rpx.incremental.plan import _refs
 
@@ -62,7 +62,7 @@ def _analyse(base: incremental.Plan) -> BoundPlan:
     if base.num_classes < 2:
         raise ValueError(f"predict must give at least 2 classes to certify, got {base.num_classes}")
     c = base.image_shape[2]
-    walk = rules.BoundWalk({}, c + 1, (1, base.num_classes))
+    walk = layout.BoundWalk({}, c + 1, (1, base.num_classes))
     leaves = [None] * (len(base.jaxpr.jaxpr.invars) - 1)
     refs = _refs(base.jaxpr, leaves, None)
     (out,) = interpreter.run(walk, base.jaxpr.jaxpr, refs, (), rules.apply)
@@ -76,12 +76,12 @@ def _logits(walk, out):
     """The Ref whose forms order the classes as predict's output does."""
     if out.abs.kind.startswith("order"):
         out = out.val
-    if out.abs.kind not in rules.FORMS:
+    if out.abs.kind not in layout.FORMS:
         raise ValueError(
             "rpx.certify cannot bound predict's output: it is "
             + ("independent of the image" if out.abs.kind == "const" else "not followed by bounds")
         )
-    return rules.full_forms(walk, out)
+    return layout.full_forms(walk, out)
 
 
 def clean_cache(bplan: BoundPlan, images, params=None) -> tuple:
@@ -111,7 +111,7 @@ def margins(
     p = c + 1
 
     def one(n, position, m, r, g):
-        walk = rules.BoundWalk(plan.entries, p, (1, plan.num_classes), cache, n, position)
+        walk = layout.BoundWalk(plan.entries, p, (1, plan.num_classes), cache, n, position)
         eye = jnp.eye(c, dtype=jnp.float32) * r[None, :]
         slices = jnp.concatenate([eye, m[None, :]], 0).reshape(p, 1, 1, 1, c)
         x = jnp.stack([slices, slices])

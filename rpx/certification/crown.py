@@ -34,7 +34,7 @@ import numpy as np
 from jax import lax
 from jax.extend import core as jcore
 
-from rpx.certification import rules
+from rpx.certification import head, rules
 from rpx.incremental.walk import bind, sub_jaxpr
 
 # Linear ops whose constant operand is a weight, not an added constant.
@@ -200,7 +200,7 @@ class Net:
                 outs, out_dep = self._run(sub, consts + ins, [False] * len(consts) + d, path + (i,))
             elif (keys[0], 0) in self.relax:
                 outs = [self._relaxed(eqn, ins, keys[0])]
-            elif name in rules.IDENTITY:
+            elif name in head.IDENTITY:
                 outs = [ins[0]]
             elif name in LINEAR:
                 if name not in WEIGHTED:

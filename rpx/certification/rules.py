@@ -5,12 +5,7 @@ clean-activation cache); only the values differ: a "window" or "full" value hold
 (`rpx.certification.forms`, [2, C + 1, *window or full shape]) instead of numbers. Values
 outside the changed window are the clean activations, exactly, as constant forms.
 
-Two more kinds carry the classifier's head: a value of the output's shape [1, K] is
-"order" when its classes are in the same order as the logits it came from (the logits
-minus a per-row value, then exp, then divided by a positive per-row sum: softmax and
-log-softmax), and "opaque" for colour-dependent values no bound follows (that per-row
-sum). argmax is invariant to these steps, so margins are bounded on the logits. An
-opaque value may only feed such per-row steps; anything else is refused.
+Values moved between windows and full maps: `layout`; the softmax head: `head`.
 
 Every op on a colour-dependent value has a rule here or is refused with a ValueError
 naming it: no op is ever passed through unbounded.
@@ -18,22 +13,26 @@ naming it: no op is ever passed through unbounded.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
-from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 from rpx.certification import forms
-from rpx.incremental import interpreter, windows
-from rpx.incremental.rules import const_fits, const_window, pad_value, sliding
-from rpx.incremental.walk import Abs, Ref, Walk, bind, overlay, read_box
-
-FORMS = ("window", "full")
-HEAD = ("order", "order+", "opaque", "opaque+")
+from rpx.certification.head import HEAD, IDENTITY, head, row_step
+from rpx.certification.layout import (
+    FORMS,
+    BoundWalk,
+    aligned,
+    form_box,
+    full_forms,
+    output_abs,
+    relax,
+)
+from rpx.incremental import interpreter
+from rpx.incremental.rules import pad_value, sliding
+from rpx.incremental.walk import Abs, Ref, bind
 
 INCREASING = {
     "exp": jnp.exp, "exp2": jnp.exp2, "expm1": jnp.expm1, "log": jnp.log, "log1p": jnp.log1p,
@@ -43,59 +42,12 @@ INCREASING = {
     "sign": jnp.sign,
 }  # fmt: skip
 DECREASING = {"rsqrt": lax.rsqrt, "erfc": lax.erfc}
-IDENTITY = frozenset("convert_element_type copy copy_p stop_gradient".split())
 # Linear with non-negative coefficients in their float operands (jointly): forms map
 # slice by slice.
 POSITIVE_LINEAR = frozenset(
     """reshape transpose broadcast_in_dim squeeze expand_dims rev slice concatenate
     reduce_sum cumsum dynamic_slice dynamic_update_slice gather select_n stack""".split()
 )
-# Steps of a softmax-like head (see the module docstring): ops whose output is positive,
-# ops that keep positive inputs positive, ops that keep the order of classes.
-POSITIVE_OUT = frozenset("exp exp2 logistic".split())
-POSITIVE_KEEPING = IDENTITY | frozenset(
-    "reduce_sum broadcast_in_dim reshape add mul div max".split()
-)
-# (not tanh or logistic: they saturate, and two saturated classes tie in float32)
-ORDER_KEEPING = IDENTITY | frozenset("exp exp2 log log1p reshape broadcast_in_dim".split())
-
-
-class BoundWalk(Walk):
-    """A walk whose values are forms in p = C + 1 slices; out_shape: predict's [1, K]."""
-
-    def __init__(self, entries, p, out_shape, cache=None, image=None, position=None):
-        super().__init__(entries, cache, image, position)
-        self.p, self.out_shape = p, tuple(out_shape)
-        # key -> (v, weights [F, K], bias [K]): logits = v @ weights + bias, v [1, F] a
-        # Ref with forms; margins then take the difference of weights first.
-        self.dense: dict = {}
-        # (key, i) -> Relax: the concrete bounds of the i-th nonlinear step of the op that
-        # gives `key`, which back-substitution (`rpx.certification.crown`) relaxes.
-        self.relax: dict = {}
-
-
-@dataclasses.dataclass(frozen=True)
-class Relax:
-    """The bounds [lo, hi] over the box of the argument of one nonlinear step, in the
-    walk's layout: the full map (kind "full") or a window of it at `starts` {axis:
-    traced start} ("window"); outside a window the argument is its clean value. `op`
-    names the step (see `crown`), `info` holds what else it needs (static)."""
-
-    op: str
-    kind: str
-    starts: dict
-    lo: Any
-    hi: Any
-    info: tuple = ()
-
-
-def relax(walk: BoundWalk, key, i, op, kind, axes, f, info=()) -> None:
-    """Record the bounds of forms f (on layout kind, axes) for back-substitution."""
-    if walk.analysis:
-        return
-    lo, hi = forms.concrete(f)
-    starts = {ax.axis: walk.origin(ax) for ax in axes} if kind == "window" else {}
-    walk.relax[(key, i)] = Relax(op, kind, starts, lo, hi, tuple(info))
 
 
 def apply(walk: BoundWalk, eqn, ins: list[Ref], keys, path) -> list[Ref]:
@@ -107,8 +59,8 @@ def apply(walk: BoundWalk, eqn, ins: list[Ref], keys, path) -> list[Ref]:
     if outs is not None:
         return outs
     name = eqn.primitive.name
-    if kinds & set(HEAD) or _row_step(walk, eqn, ins):
-        return [_head(walk, eqn, ins, keys)]
+    if kinds & set(HEAD) or row_step(walk, eqn, ins):
+        return [head(walk, eqn, ins, keys)]
     rule = _rule_for(name)
     if rule is None:
         raise ValueError(
@@ -128,90 +80,13 @@ def _rule_for(name):
     return None
 
 
-def _out_abs(eqn, kind, axes=()) -> Abs:
-    aval = eqn.outvars[0].aval
-    return Abs(kind, tuple(aval.shape), aval.dtype, tuple(axes))
-
-
-# ---- moving forms between windows and full maps -------------------------------------
-
-
-def full_forms(walk: BoundWalk, ref: Ref) -> Ref:
-    """ref as forms over its whole map (a window written into the clean activation)."""
-    if ref.abs.kind == "full":
-        return ref
-    if ref.abs.kind == "const":
-        val = None if walk.analysis else forms.const(ref.val, walk.p)
-        return Ref(ref.key, Abs("full", ref.abs.shape, ref.abs.dtype), val)
-    if ref.key in walk.full:
-        return walk.full[ref.key]
-    walk.need(ref, 0, {})
-    walk.note("materialize", "full", 2.0 * walk.p * math.prod(ref.abs.shape))
-    abs_ = Abs("full", ref.abs.shape, ref.abs.dtype)
-    val = None
-    if not walk.analysis:
-        by_axis = ref.abs.by_axis()
-        sizes = {a: ax.size for a, ax in by_axis.items()}
-        clean = walk.read(ref, 0, {a: 0 for a in by_axis}, sizes)
-        starts = [walk.origin(by_axis[a]) if a in by_axis else 0 for a in range(len(clean.shape))]
-        val = lax.dynamic_update_slice(forms.const(clean, walk.p), ref.val, [0, 0, *starts])
-    walk.full[ref.key] = Ref(ref.key, abs_, val)
-    return walk.full[ref.key]
-
-
-def form_box(walk: BoundWalk, ref: Ref, pad, starts, sizes, bounds):
-    """Forms of ref over a box (`incremental.walk.region`'s arguments): clean constants,
-    `pad` outside the map, ref's window laid over them. None when analysing."""
-    clean = read_box(walk, ref, pad, starts, sizes, bounds)
-    if walk.analysis:
-        return None
-    clean = forms.const(clean, walk.p)
-    lay = functools.partial(overlay, walk, ref.abs, starts=starts, sizes=sizes)
-    return forms.per_slice(lay, ref.val, clean)
-
-
-def _aligned(walk: BoundWalk, ins: list[Ref], out_shape):
-    """The operands of an elementwise op as forms on one common layout: (kind, axes,
-    values) with values None for constants kept as arrays."""
-    tracked = [r for r in ins if r.abs.kind in FORMS]
-    windowed = all(r.abs.kind == "window" for r in tracked)
-    if windowed:
-        first = tracked[0].abs.axes
-        windowed = all(len(r.abs.shape) == len(out_shape) for r in tracked) and all(
-            all(windows.same_map(a, b) for a, b in zip(r.abs.axes, first, strict=True))
-            for r in tracked
-        )
-    if windowed:
-        axes = tuple(
-            functools.reduce(windows.union, [r.abs.axes[c] for r in tracked]) for c in (0, 1)
-        )
-        windowed = all(
-            r.abs.kind != "const" or const_fits(r.abs.shape, out_shape, axes) for r in ins
-        )
-    if not windowed:
-        vals = [full_forms(walk, r).val if r.abs.kind in FORMS else r.val for r in ins]
-        return "full", (), vals
-    vals = []
-    for r in ins:
-        if r.abs.kind == "const":
-            vals.append(None if walk.analysis else const_window(walk, r.val, axes))
-        elif r.abs.axes == axes:
-            vals.append(r.val)
-        else:
-            sizes = {ax.axis: ax.window for ax in axes}
-            starts = {} if walk.analysis else {ax.axis: walk.origin(ax) for ax in axes}
-            bounds = {ax.axis: ax.span for ax in axes}
-            vals.append(form_box(walk, r, 0, starts, sizes, bounds))
-    return "window", axes, vals
-
-
 # ---- elementwise ops ----------------------------------------------------------------
 
 
 def _elementwise(walk: BoundWalk, eqn, ins, keys):
     name = eqn.primitive.name
     out_shape = tuple(eqn.outvars[0].aval.shape)
-    kind, axes, vals = _aligned(walk, ins, out_shape)
+    kind, axes, vals = aligned(walk, ins, out_shape)
     is_form = [r.abs.kind in FORMS for r in ins]
     if name in ("mul", "div") and all(is_form):
         raise ValueError(f"rpx.certify cannot bound {name!r} of two colour-dependent values")
@@ -219,7 +94,7 @@ def _elementwise(walk: BoundWalk, eqn, ins, keys):
         raise ValueError("rpx.certify cannot bound a division by a colour-dependent value")
     walk.note(name, kind, 4.0 * walk.p * math.prod(Abs("", out_shape, None, axes).window_shape))
     if walk.analysis:
-        return Ref(keys[0], _out_abs(eqn, kind, axes))
+        return Ref(keys[0], output_abs(eqn, kind, axes))
     p = walk.p
     window_shape = Abs("", out_shape, None, axes).window_shape
 
@@ -266,7 +141,7 @@ def _elementwise(walk: BoundWalk, eqn, ins, keys):
     else:
         raise ValueError(f"rpx.certify cannot bound the primitive {name!r}")
     val = jnp.broadcast_to(val, (2, p, *window_shape))
-    return Ref(keys[0], _out_abs(eqn, kind, axes), val)
+    return Ref(keys[0], output_abs(eqn, kind, axes), val)
 
 
 def _unary(walk: BoundWalk, eqn, ins, keys):
@@ -278,7 +153,7 @@ def _unary(walk: BoundWalk, eqn, ins, keys):
             f"rpx.certify needs float32 compute; predict converts to {eqn.params['new_dtype']}"
         )
     walk.note(name, x.abs.kind, 2.0 * walk.p * math.prod(x.abs.window_shape))
-    abs_ = _out_abs(eqn, x.abs.kind, x.abs.axes)
+    abs_ = output_abs(eqn, x.abs.kind, x.abs.axes)
     if walk.analysis:
         return Ref(keys[0], abs_)
     if name in IDENTITY:
@@ -321,11 +196,11 @@ def _conv(walk: BoundWalk, eqn, ins, keys):
         x = full_forms(walk, x)
         walk.note("conv_general_dilated", "full", depth * math.prod(eqn.outvars[0].aval.shape))
         if walk.analysis:
-            return Ref(keys[0], _out_abs(eqn, "full"))
+            return Ref(keys[0], output_abs(eqn, "full"))
         val = forms.signed_linear(lambda s, k: bind(eqn, [s, k]), w.val, x.val)
-        return Ref(keys[0], _out_abs(eqn, "full"), val)
+        return Ref(keys[0], output_abs(eqn, "full"), val)
     axes, starts, sizes, bounds = found
-    out_abs = _out_abs(eqn, "window", axes)
+    out_abs = output_abs(eqn, "window", axes)
     walk.note("conv_general_dilated", "window", depth * math.prod(out_abs.window_shape), axes)
     box = form_box(walk, x, 0, starts, sizes, bounds)
     if walk.analysis:
@@ -344,7 +219,7 @@ def _dot_general(walk: BoundWalk, eqn, ins, keys):
     x = full_forms(walk, x)
     walk.note("dot_general", "full", 4.0 * walk.p * math.prod(eqn.outvars[0].aval.shape))
     if walk.analysis:
-        return Ref(keys[0], _out_abs(eqn, "full"))
+        return Ref(keys[0], output_abs(eqn, "full"))
 
     def product(s, k):
         return bind(eqn, [s, k] if on_left else [k, s])
@@ -354,7 +229,7 @@ def _dot_general(walk: BoundWalk, eqn, ins, keys):
     if on_left and out_shape == walk.out_shape and tuple(contract) == (1,) and not batch:
         if len(w.abs.shape) == 2 and tuple(eqn.params["dimension_numbers"][0][1]) == (0,):
             walk.dense[keys[0]] = (x, w.val, jnp.zeros(out_shape[1], jnp.float32))
-    return Ref(keys[0], _out_abs(eqn, "full"), forms.signed_linear(product, w.val, x.val))
+    return Ref(keys[0], output_abs(eqn, "full"), forms.signed_linear(product, w.val, x.val))
 
 
 def _positive_linear(walk: BoundWalk, eqn, ins, keys):
@@ -374,7 +249,7 @@ def _positive_linear(walk: BoundWalk, eqn, ins, keys):
     full = [full_forms(walk, r) if r.abs.kind in FORMS else r for r in ins]
     walk.note(name, "full", 2.0 * walk.p * math.prod(eqn.outvars[0].aval.shape))
     if walk.analysis:
-        return Ref(keys[0], _out_abs(eqn, "full"))
+        return Ref(keys[0], output_abs(eqn, "full"))
     lifted = [
         forms.const(r.val, walk.p) if r.abs.kind == "const" and f else r.val
         for r, f in zip(full, floating, strict=True)
@@ -388,14 +263,14 @@ def _positive_linear(walk: BoundWalk, eqn, ins, keys):
         return bind(eqn, args)
 
     val = forms.per_slice(one, *[lifted[i] for i in tracked])
-    return Ref(keys[0], _out_abs(eqn, "full"), val)
+    return Ref(keys[0], output_abs(eqn, "full"), val)
 
 
 def _window_reduce_sum(walk, eqn, x, keys):
     axes_reduced = set(eqn.params["axes"])
     moved = tuple(ax.moved(ax.axis - sum(r < ax.axis for r in axes_reduced)) for ax in x.abs.axes)
     walk.note("reduce_sum", "window", 2.0 * walk.p * math.prod(x.abs.window_shape))
-    abs_ = _out_abs(eqn, "window", moved)
+    abs_ = output_abs(eqn, "window", moved)
     if walk.analysis:
         return Ref(keys[0], abs_)
     return Ref(keys[0], abs_, forms.positive_linear(lambda s: bind(eqn, [s]), x.val))
@@ -408,11 +283,11 @@ def _pad(walk: BoundWalk, eqn, ins, keys):
     x = full_forms(walk, x)
     walk.note("pad", "full", 2.0 * walk.p * math.prod(eqn.outvars[0].aval.shape))
     if walk.analysis:
-        return Ref(keys[0], _out_abs(eqn, "full"))
+        return Ref(keys[0], output_abs(eqn, "full"))
     zero = jnp.zeros((), jnp.float32)
     val = forms.positive_linear(lambda s: bind(eqn, [s, zero]), x.val)
     filled = bind(eqn, [jnp.zeros(x.abs.shape, jnp.float32), jnp.ones((), jnp.float32)])
-    return Ref(keys[0], _out_abs(eqn, "full"), forms.shift(val, filled * fill.val))
+    return Ref(keys[0], output_abs(eqn, "full"), forms.shift(val, filled * fill.val))
 
 
 # ---- pools and maxima ---------------------------------------------------------------
@@ -439,12 +314,12 @@ def _pool(walk: BoundWalk, eqn, ins, keys):
         relax(walk, keys[0], 0, "pool_max", x.abs.kind, x.abs.axes, x.val)
     if found is None:
         x = full_forms(walk, x)
-        out_abs = _out_abs(eqn, "full")
+        out_abs = output_abs(eqn, "full")
         padding = tuple(p["padding"])
         box = x.val
     else:
         axes, starts, sizes, bounds = found
-        out_abs = _out_abs(eqn, "window", axes)
+        out_abs = output_abs(eqn, "window", axes)
         padding = tuple((0, 0) if a in sizes else pad for a, pad in enumerate(p["padding"]))
         box = form_box(walk, x, pad, starts, sizes, bounds)
     walk.note(name, out_abs.kind, cost * math.prod(out_abs.window_shape), out_abs.axes)
@@ -478,7 +353,7 @@ def _reduce_max(walk: BoundWalk, eqn, ins, keys):
     x = full_forms(walk, x)
     walk.note(name, "full", 4.0 * walk.p * math.prod(x.abs.shape))
     if walk.analysis:
-        return Ref(keys[0], _out_abs(eqn, "full"))
+        return Ref(keys[0], output_abs(eqn, "full"))
     reduced = tuple(eqn.params["axes"])
     kept = [a for a in range(len(x.abs.shape)) if a not in reduced]
     out_shape = tuple(eqn.outvars[0].aval.shape)
@@ -491,84 +366,7 @@ def _reduce_max(walk: BoundWalk, eqn, ins, keys):
 
     f = forms.positive_linear(gather, f)
     val = forms.max_over(f, 0)
-    return Ref(keys[0], _out_abs(eqn, "full"), val if sign > 0 else forms.negate(val))
-
-
-# ---- the head: softmax and log-softmax ----------------------------------------------
-
-
-def _row_step(walk: BoundWalk, eqn, ins) -> bool:
-    """Whether an op on forms of the output's shape starts an order-preserving head."""
-    name = eqn.primitive.name
-    if eqn.outvars[0].aval.shape != walk.out_shape:
-        return False
-    if name in ("exp", "exp2", "log", "log1p"):
-        return ins[0].abs.kind in FORMS and ins[0].abs.shape == walk.out_shape
-    if name in ("sub", "add", "mul", "div") and len(ins) == 2:
-        x, y = ins
-        # (a constant per-row step is followed exactly by the linear rules instead)
-        logits = x.abs.kind in FORMS and x.abs.shape == walk.out_shape
-        return logits and y.abs.kind != "const" and _per_row(walk, y, name)
-    return False
-
-
-def _per_row(walk: BoundWalk, ref: Ref, name: str) -> bool:
-    """Whether ref is one value per row (shape (), (1,) or (B, 1)); for mul and div also
-    known positive."""
-    rows = ref.abs.shape in ((), (1,), (walk.out_shape[0], 1))
-    if not rows:
-        return False
-    if name in ("mul", "div"):
-        if ref.abs.kind == "const":
-            return ref.val is not None and bool(np.all(np.asarray(ref.val) > 0))
-        return ref.abs.kind.endswith("+")
-    return True
-
-
-def _head(walk: BoundWalk, eqn, ins, keys) -> Ref:
-    """Ops of a softmax-like head: their output is "order" (classes in the logits'
-    order; its value is the logits' Ref) or "opaque" (a colour-dependent value nothing
-    bounds; "+": known positive); anything else on such values is refused."""
-    name = eqn.primitive.name
-    shape = tuple(eqn.outvars[0].aval.shape)
-    ordered = [r for r in ins if r.abs.kind.startswith("order")]
-    logits = [r for r in ins if r.abs.kind in FORMS and r.abs.shape == walk.out_shape]
-    sources = ordered + logits
-    if shape == walk.out_shape and len(sources) == 1:
-        source = sources[0]
-        others = [r for r in ins if r is not source]
-        keeps = name in ORDER_KEEPING or name in ("add", "mul")
-        keeps |= name in ("sub", "div") and ins[0] is source
-        if keeps and all(_per_row(walk, r, name) for r in others):
-            z = source.val if source in ordered else source
-            kind = "order+" if _positive(name, ins) else "order"
-            return Ref(keys[0], _out_abs(eqn, kind), z)
-    # A sum or maximum over the classes (softmax's normaliser and its max shift) is one
-    # opaque value per row.
-    reduces_classes = name in ("reduce_sum", "reduce_max") and tuple(eqn.params["axes"]) == (
-        len(shape),
-    )
-    if ordered and not reduces_classes:
-        raise ValueError(
-            f"rpx.certify cannot bound {name!r} after the softmax-like head of predict (it "
-            "follows logits through per-row shifts, positive per-row scales and exp)"
-        )
-    return Ref(keys[0], _out_abs(eqn, "opaque+" if _positive(name, ins) else "opaque"))
-
-
-def _positive(name: str, ins: list[Ref]) -> bool:
-    """Whether an op's output is known positive (in exact arithmetic)."""
-    if name in POSITIVE_OUT:
-        return True
-    if name not in POSITIVE_KEEPING:
-        return False
-    for r in ins:
-        if r.abs.kind == "const":
-            if r.val is None or not bool(np.all(np.asarray(r.val) > 0)):
-                return False
-        elif not r.abs.kind.endswith("+"):
-            return False
-    return True
+    return Ref(keys[0], output_abs(eqn, "full"), val if sign > 0 else forms.negate(val))
 
 
 _RULES = {
