@@ -34,6 +34,20 @@ def _figure(**kwargs):
     return Figure(**kwargs)
 
 
+def _displayed(images, value_range, titles, columns) -> np.ndarray:
+    """Images [N, H, W, C] (C = 1 or 3) in value_range as RGB in [0, 1] for imshow,
+    after checking them, the titles (one per image) and columns (ValueError)."""
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"images must be [N, H, W, C] with C in (1, 3), got {images.shape}")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"titles must have one entry per image ({len(images)}), got {len(titles)}")
+    checks.positive_int("columns", columns, 1)
+    lo, hi = value_range
+    shown = np.clip((images - lo) / (hi - lo), 0.0, 1.0)
+    return np.repeat(shown, 3, axis=-1) if shown.shape[-1] == 1 else shown
+
+
 def save_figure(fig, path: str, dpi: int = 110) -> str:
     """Write `fig` (a matplotlib Figure) to the PNG `path`, creating its folder, with a
     tight bounding box; returns path."""
@@ -188,25 +202,16 @@ def heatmap_figure(
     Returns:
       path.
     """
-    images = np.asarray(images, np.float32)
+    shown = _displayed(images, value_range, titles, columns)
     fitness = np.asarray(pixel_map.fitness, np.float32)
     fooled = np.asarray(pixel_map.fooled, bool)
-    if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise ValueError(f"images must be [N, H, W, C] with C in (1, 3), got {images.shape}")
-    n, h, w, _ = images.shape
+    n, h, w, _ = shown.shape
     if fitness.shape != (n, h, w) or fooled.shape != (n, h, w):
         raise ValueError(f"pixel_map must be of images {(n, h, w)}, got {fitness.shape}")
     if foreground is not None:
         foreground = np.broadcast_to(np.asarray(foreground), (n, h, w))
         if foreground.dtype != bool:
             raise ValueError(f"foreground must be a bool mask, got dtype {foreground.dtype}")
-    if titles is not None and len(titles) != n:
-        raise ValueError(f"titles must have one entry per image ({n}), got {len(titles)}")
-    checks.positive_int("columns", columns, 1)
-    lo, hi = value_range
-    shown = np.clip((images - lo) / (hi - lo), 0.0, 1.0)
-    if shown.shape[-1] == 1:
-        shown = np.repeat(shown, 3, axis=-1)
     share = np.asarray(vulnerable_share(pixel_map, np.ones((h, w), bool)))
     finite = fitness[np.isfinite(fitness)]
     vmin, vmax = (0.0, 1.0) if finite.size == 0 else (float(finite.min()), float(finite.max()))
@@ -273,20 +278,11 @@ def certificate_figure(
     Returns:
       path.
     """
-    images = np.asarray(images, np.float32)
+    shown = _displayed(images, value_range, titles, columns)
     states = {k: np.asarray(getattr(certificate, k), bool) for k in CERTIFICATE_COLORS}
-    if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise ValueError(f"images must be [N, H, W, C] with C in (1, 3), got {images.shape}")
-    n, h, w, _ = images.shape
+    n, h, w, _ = shown.shape
     if any(s.shape != (n, h, w) for s in states.values()):
         raise ValueError(f"certificate must be of images {(n, h, w)}, got {states['safe'].shape}")
-    if titles is not None and len(titles) != n:
-        raise ValueError(f"titles must have one entry per image ({n}), got {len(titles)}")
-    checks.positive_int("columns", columns, 1)
-    lo, hi = value_range
-    shown = np.clip((images - lo) / (hi - lo), 0.0, 1.0)
-    if shown.shape[-1] == 1:
-        shown = np.repeat(shown, 3, axis=-1)
     cols = min(columns, n)
     rows = math.ceil(n / cols)
     fig = _figure(figsize=(3.6 * cols, 2.0 * rows))

@@ -92,3 +92,17 @@ def test_matplotlib_is_imported_only_when_a_figure_is_drawn(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     read(path)
+
+
+def test_certificate_figure_paints_the_three_states(tmp_path):
+    safe = np.zeros((1, 4, 4), bool)
+    fooled, undecided = safe.copy(), safe.copy()
+    safe[0, :2], fooled[0, 2], undecided[0, 3] = True, True, True
+    cert = types.SimpleNamespace(safe=safe, fooled=fooled, undecided=undecided)
+    images = np.full((1, 4, 4, 3), 128, np.uint8)
+    path = plots.certificate_figure(images, cert, str(tmp_path / "c.png"))
+    pixels = mpimg.imread(path)[..., :3].reshape(-1, 3)
+    for color in plots.CERTIFICATE_COLORS.values():  # every state's colour is drawn
+        assert (np.abs(pixels - np.asarray(color)).max(1) < 0.02).any()
+    with pytest.raises(ValueError, match="certificate must be of images"):
+        plots.certificate_figure(images[:, :3], cert, str(tmp_path / "d.png"))
