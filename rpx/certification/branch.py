@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rpx import evaluate, incremental
+from rpx import evaluate
 from rpx.certification import bounds
 
 # Probability margins below this are re-checked with predict's full forward pass.
@@ -146,6 +146,7 @@ class _State:
         self.passes = np.zeros(p, np.int64)
         self.evaluations = 0
         self._cache = None
+        self._scorer = None
         # Each pixel's colour box: the whole cube, or the clean colour +- radius in it.
         lo, hi = ctx.value_range
         self.box_lo, self.box_hi = np.full((p, c), lo), np.full((p, c), hi)
@@ -155,6 +156,18 @@ class _State:
             self.box_hi = np.minimum(hi, clean + ctx.radius)
             if ctx.integer:
                 self.box_lo, self.box_hi = np.ceil(self.box_lo), np.floor(self.box_hi)
+
+    def scorer(self):
+        """(Evaluator, clean cache) scoring this image's candidates, made once."""
+        if self._scorer is None:
+            ctx = self.ctx
+            plan = evaluate.choose(ctx.predict, self.image.shape, ctx.evaluation, ctx.params)
+            evaluator = evaluate.Evaluator(
+                ctx.predict, ctx.chunk_size, ctx.params is not None, plan
+            )
+            pixels = jnp.asarray(self.image[None], jnp.float32)
+            self._scorer = evaluator, evaluator.cache(pixels, ctx.params)
+        return self._scorer
 
     def outcome(self) -> Outcome:
         safe = ~self.fooled & ~self.undecided
@@ -166,7 +179,8 @@ class _State:
         owner, colours = owner[open_], colours[open_]
         if not len(owner):
             return
-        hit = _hits(self.ctx, self.image, self.label, self.goal, self.pixels[owner], colours)
+        hit = _hits(self.ctx, self.scorer(), self.image, self.label, self.goal,
+                    self.pixels[owner], colours)  # fmt: skip
         self.evaluations += len(owner)
         first = np.unique(owner[hit], return_index=True)
         for pixel, at in zip(*first, strict=True):
@@ -222,8 +236,8 @@ class _State:
         starts += [rng.uniform(lo, hi) for _ in range(ctx.search_starts - 1)]
         owners = np.concatenate([owner] * len(starts))
         box = self.box_lo[owners], self.box_hi[owners]
-        colours = _descend(ctx, self.image, self.label, self.goal, self.pixels[owners],
-                           np.concatenate(starts), *box)  # fmt: skip
+        colours = _descend(ctx, self.scorer(), self.image, self.label, self.goal,
+                           self.pixels[owners], np.concatenate(starts), *box)  # fmt: skip
         self.evaluations += len(owners) * ctx.search_steps
         colours = np.clip(_colours(ctx, colours), *box)
         self.try_colours(owners, colours)
@@ -234,7 +248,7 @@ class _State:
         owner = np.flatnonzero(self.fooled)
         if not len(owner):
             return
-        ok = _hits(self.ctx, self.image, self.label, self.goal, self.pixels[owner],
+        ok = _hits(self.ctx, None, self.image, self.label, self.goal, self.pixels[owner],
                    self.witness[owner].astype(np.float64), full=True)  # fmt: skip
         lost = owner[~ok]
         self.fooled[lost] = False
@@ -247,35 +261,22 @@ def _bucket(n: int) -> int:
     return max(64, 1 << (max(1, n) - 1).bit_length())
 
 
-def _hits(ctx, image, label, goal, positions, colours, full=False) -> np.ndarray:
+def _hits(ctx, scorer, image, label, goal, positions, colours, full=False) -> np.ndarray:
     """bool [M]: whether each one-pixel change succeeds, by predict's verdict.
 
-    Candidates are scored with `ctx.evaluation` (incremental where it pays); successes
-    and near-ties are re-scored by predict's full forward pass on the changed images,
-    whose verdict stands."""
-    m = len(positions)
-    size = _bucket(m)
-    take = np.minimum(np.arange(size), m - 1)
-    pos, col = positions[take][None], colours[take][None]
-    if full:
-        probs = _full_probs(ctx, image, pos[0], col[0])
+    Candidates are scored by `scorer` (the image's (Evaluator, clean cache): incremental
+    where it pays); successes and near-ties are re-scored by predict's full forward pass
+    on the changed images, whose verdict stands."""
+    if not full:
+        probs = _probs(*scorer, ctx.params, image, positions, colours)
     else:
-        probs = np.asarray(
-            incremental.one_pixel_probs(
-                ctx.predict,
-                image[None],
-                pos,
-                col.astype(np.float32),
-                evaluation=ctx.evaluation,
-                params=ctx.params,
-            )  # fmt: skip
-        )[0]
+        probs = _full_probs(ctx, image, positions, colours)
     hit, near = _verdict(probs, label, goal, ctx.targeted)
     if not full and (hit | near).any():
         again = np.flatnonzero(hit | near)
-        probs_again = _full_probs(ctx, image, pos[0][again], col[0][again])
+        probs_again = _full_probs(ctx, image, positions[again], colours[again])
         hit[again] = _verdict(probs_again, label, goal, ctx.targeted)[0]
-    return hit[:m]
+    return hit
 
 
 def _verdict(probs, label, goal, targeted):
@@ -293,13 +294,20 @@ def _verdict(probs, label, goal, targeted):
 def _full_probs(ctx, image, positions, colours) -> np.ndarray:
     """predict's probabilities [M, K] on the image with each one pixel changed."""
     evaluator = evaluate.Evaluator(ctx.predict, 64, ctx.params is not None)
+    return _probs(evaluator, None, ctx.params, image, positions, colours)
+
+
+def _probs(evaluator, cache, params, image, positions, colours) -> np.ndarray:
+    """Probabilities [M, K] of image [H, W, C] with pixel positions[m] set to colours[m],
+    scored by `evaluator` (with `cache`, the image's clean activations, or None), in
+    chunks of evaluator.chunk (the last padded with repeats: one compiled shape)."""
     pixels = jnp.asarray(image[None], jnp.float32)
     m = len(positions)
     out = []
     for start in range(0, m, evaluator.chunk):
         take = np.minimum(np.arange(start, start + evaluator.chunk), m - 1)
         flat = positions[take, 0] * image.shape[1] + positions[take, 1]
-        probs = _score(evaluator, ctx.params, pixels, None, flat, colours[take])
+        probs = _score(evaluator, params, pixels, cache, flat, colours[take])
         out.append(np.asarray(probs)[: m - start])
     return np.concatenate(out)[:m]
 
@@ -314,16 +322,15 @@ def _score(evaluator, params, pixels, cache, flat, colours):
     return evaluator.probs(params, pixels, cache, index, flat[:, None], colours, one)
 
 
-def _descend(ctx, image, label, goal, positions, starts, box_lo, box_hi) -> np.ndarray:
+def _descend(ctx, scorer, image, label, goal, positions, starts, box_lo, box_hi) -> np.ndarray:
     """The best colour [M, C] along a signed-gradient descent of the attack's log-margin
     from each start, inside each candidate's box [box_lo, box_hi] (float colours; the
-    caller rounds them for integer images). Scored incrementally where that pays."""
+    caller rounds them for integer images), scored by `scorer` (the image's
+    (Evaluator, clean cache): incremental where that pays)."""
     m = len(positions)
     size = min(ctx.chunk_size, _bucket(m))
-    plan = evaluate.choose(ctx.predict, image.shape, ctx.evaluation, ctx.params)
-    evaluator = evaluate.Evaluator(ctx.predict, size, ctx.params is not None, plan)
+    evaluator, cache = scorer
     pixels = jnp.asarray(image[None], jnp.float32)
-    cache = evaluator.cache(pixels, ctx.params)
     run = _descent_program(evaluator, ctx.targeted, ctx.search_steps)
     out = []
     for start in range(0, m, size):
