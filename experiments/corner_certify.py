@@ -35,6 +35,7 @@ from tqdm import tqdm
 import rpx
 from experiments.corner_batches import BatchFolder, batches_of
 from experiments.corner_study import pick_list
+from rpx.certification import bounds, branch
 
 PREFIX = "cert"
 # `rpx.certify`'s budget knobs and their defaults: each is a flag (--max-boxes, ...).
@@ -69,6 +70,13 @@ def settings(knob_values: dict, evaluation: str, parameters: str) -> dict:
         "every integer colour of [0, 255]^3",
         evaluation=evaluation,
         parameters=parameters,
+        # The bound engine's constants: batches of an engine that proves less (before
+        # back-substitution, or another proof margin) are not mixed with these.
+        engine=dict(
+            bounds="forward linear forms, then back-substitution (CROWN) within reach",
+            crown_reach=branch.CROWN_REACH,
+            proof_rtol=bounds.PROOF_RTOL,
+        ),
         **knob_values,
     )
 

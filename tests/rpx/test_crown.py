@@ -267,3 +267,37 @@ def test_mean_pooled_head_is_bounded():
     pixels = rng.integers(0, 6, (12, 2)).astype(np.int32)
     # The margins are bounded on the values before the head's positive scale: the sums.
     _check_margins(predict, summed, image, None, pixels, [0, 8, 127.5], False, rng, 100)
+
+
+def test_back_substitution_skipped_only_far_from_a_proof(monkeypatch):
+    """compact_fast: over the whole colour cube the forward margins lie orders of
+    magnitude beyond CROWN's reach, so back-substitution is skipped (the pixels stay
+    undecided); at radius 1 around the clean colours it runs and proves pixels."""
+    predict, _ = train.load_classifier(os.path.join(ASSETS, "cifar10_compact_fast"))
+    data = np.load(os.path.join(ASSETS, "cifar10_test_sample100.npz"))
+    images, labels = data["image"][:1], data["label"][:1].astype(np.int32)
+    region = np.zeros((1, 32, 32), bool)
+    region[0, 10:14, 10:14] = True
+    program = bounds.program
+    calls = []
+
+    def counted(bplan, targeted, with_params, use_crown=True):
+        run = program(bplan, targeted, with_params, use_crown)
+
+        def counting(*args):
+            out = run(*args)
+            calls.append((use_crown, len(args[1])))
+            return out
+
+        return counting
+
+    monkeypatch.setattr(bounds, "program", counted)
+    whole = rpx.certify(predict, images, labels, region, max_boxes=1, search_steps=0,
+                        progress=False)  # fmt: skip
+    assert calls and not any(use for use, _ in calls)
+    assert not np.asarray(whole.safe).any()
+    calls.clear()
+    near = rpx.certify(predict, images, labels, region, radius=1, max_boxes=1, search_steps=0,
+                       progress=False)  # fmt: skip
+    assert any(use for use, _ in calls)
+    assert np.asarray(near.safe).any()
