@@ -19,6 +19,10 @@ certified images:
   successes, the any-colour share there, vulnerable images DE missed, and DE successes
   at a pixel the certificate proves safe (a contradiction, expected 0).
 
+- question: the paper's order on the certified images, any colour: original -
+  foreground and foreground - background (paired, exact McNemar p), and whether each
+  is decided: a share is exact only when no image is undecided in that region.
+
 `witnesses` says where in the colour cube the witnesses lie: how many channels sit at
 a face of the cube (0 or 255), and the distance to the nearest corner (L-inf and L2,
 in colour units), for all fooled pixels and for those where no corner fools.
@@ -54,6 +58,15 @@ def compare(certs, classes, labels, regions: dict, de_rows: dict | None = None) 
         records = (de_rows or {}).get(name)
         if records:
             out[name]["de"] = _de(certs, mask, records)
+    question = {}
+    for a, b in (("original", "foreground"), ("foreground", "background")):
+        if a in regions and b in regions:
+            fooled_a = (certs.fooled & regions[a]).any((1, 2))
+            fooled_b = (certs.fooled & regions[b]).any((1, 2))
+            question[f"{a}-{b}"] = dict(
+                any_colour=corner_exact.paired(fooled_a, fooled_b),
+                exact=not (out[a]["undecided_images"] or out[b]["undecided_images"]),
+            )
     batches = certs.batches
     distinct = []
     for b in batches:
@@ -72,6 +85,7 @@ def compare(certs, classes, labels, regions: dict, de_rows: dict | None = None) 
         ),
         settings=distinct,
         regions=out,
+        question=question,
         witnesses=dict(
             all=witnesses(certs.witness[certs.fooled]),
             no_corner_fools=witnesses(certs.witness[certs.fooled & ~corner_any]),

@@ -123,6 +123,9 @@ def _de_section(de: dict) -> list[str]:
     return lines
 
 
+_NOT_KNOBS = ("certify", "parameters", "engine")  # settings other than rpx.certify's knobs
+
+
 def _cert_section(nets: dict) -> list[str]:
     """One pixel of any colour (`rpx.certify`) beside the corners and DE."""
     lines = [
@@ -146,7 +149,7 @@ def _cert_section(nets: dict) -> list[str]:
             continue
         t = c["timing"]
         knobs = "; ".join(
-            ", ".join(f"{k}={v}" for k, v in s.items() if k not in ("certify", "parameters"))
+            ", ".join(f"{k}={v}" for k, v in s.items() if k not in _NOT_KNOBS)
             for s in c["settings"]
         )
         lines += [
@@ -196,6 +199,19 @@ def _cert_section(nets: dict) -> list[str]:
             )
             + ".",
         ]
+        for pair, q in c.get("question", {}).items():
+            d = q["any_colour"]
+            lines += [
+                "",
+                f"{pair.replace('-', ' - ')}, any colour (paired): {_signed(d)}, discordant "
+                f"{d['a_only']} / {d['b_only']}, McNemar p {_p(d['p'])}; "
+                + (
+                    "exact (every image decided)."
+                    if q["exact"]
+                    else "a lower-bound comparison, not exact: images are undecided in "
+                    "these regions (neither fooled nor proved robust)."
+                ),
+            ]
         for key, what in (
             ("all", "all fooled pixels"),
             ("no_corner_fools", "fooled pixels where no corner fools"),

@@ -146,6 +146,16 @@ def test_certify_resumes_refuses_foreign_batches_and_reports(setup, monkeypatch,
     for name, mask in regions.items():
         _check_region(got["regions"][name], certs, maps.classes[:4], maps.label[:4], mask)
     _check_witnesses(got["witnesses"]["all"], certs.witness[certs.fooled])
+    for a, b in (("original", "foreground"), ("foreground", "background")):
+        q = got["question"][f"{a}-{b}"]
+        rows_a = _brute_region(certs, maps.classes[:4], maps.label[:4], regions[a])[0]
+        rows_b = _brute_region(certs, maps.classes[:4], maps.label[:4], regions[b])[0]
+        only_a = sum(x[0] and not y[0] for x, y in zip(rows_a, rows_b, strict=True))
+        only_b = sum(y[0] and not x[0] for x, y in zip(rows_a, rows_b, strict=True))
+        assert (q["any_colour"]["a_only"], q["any_colour"]["b_only"]) == (only_a, only_b)
+        undecided = any(not r[0] and not r[1] for r in rows_a + rows_b)
+        assert q["exact"] == (not undecided)
+        assert f"{a} - {b}, any colour (paired)" in report
     assert got["images"] == 4 and got["timing"]["batches"] == 2
 
 
