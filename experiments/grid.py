@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 
 from experiments import classifiers, flags, methods, samples, store
-from experiments.samples import pick_samples  # noqa: F401 (experiments.corner_study)
 from rpx import regions
 from rpx.search import INITS, SEARCHES
 

@@ -60,7 +60,7 @@ def _main(argv) -> int:
     check_flags(args)
     images = ResizedImages(args.image_size, args.image_folder, args.split, args.data_dir)
     size = (images.size, images.size, 3)
-    loaded = classifiers.load(grid, "imagenet2012", "--data-dir=DATA", size)
+    loaded = classifiers.load(grid.models, "imagenet2012", "--data-dir=DATA", size)
     if images.labels is not None:
         classifiers.check_labels(images.labels, loaded, images.name)
     cache = os.path.join(args.workdir, "masks-u2net.npz")

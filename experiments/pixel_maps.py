@@ -41,7 +41,7 @@ def _main(argv) -> int:
                 population=args.population, generations=args.generations)  # fmt: skip
     cli.check_files(data_file=args.data_file, masks=args.masks)
     images = cifar10_test(args.data_file)
-    loaded = classifiers.load(grid, "cifar10", "--data-dir=DATA", images.images.shape[1:])
+    loaded = classifiers.load(grid.models, "cifar10", "--data-dir=DATA", images.images.shape[1:])
     classifiers.check_labels(images.labels, loaded, images.name)
     predict, info = loaded["m"]
     data = rpx.segment.data_identity(images.images, images.labels)
