@@ -17,9 +17,9 @@ import sys
 
 from experiments import classifiers, cli, figures, masks, tables
 from experiments.grid import ATTACKS
+from experiments.grid.runner import run_grid
+from experiments.grid.samples import pick_all
 from experiments.images import ASSETS, cifar10_test
-from experiments.runner import run_grid
-from experiments.samples import pick_all
 
 # Grid overrides (and other flags) for CIFAR-10; the rest is `Grid`'s defaults.
 DEFAULTS = dict(

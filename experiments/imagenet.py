@@ -18,9 +18,9 @@ import os
 import sys
 
 from experiments import classifiers, cli, figures, masks, tables
+from experiments.grid.runner import run_grid
+from experiments.grid.samples import pick_all
 from experiments.images import ResizedImages
-from experiments.runner import run_grid
-from experiments.samples import pick_all
 
 # Grid overrides (and other flags) for ImageNet; the rest is `Grid`'s defaults.
 DEFAULTS = dict(

@@ -21,10 +21,11 @@ import os
 
 import numpy as np
 
-from experiments import methods, paper, store
+from experiments import paper, store
 from experiments.corner_maps import exact, regions, stats
 from experiments.corner_maps.batches import BatchFolder
 from experiments.corner_maps.study import mask_path
+from experiments.grid import methods
 from experiments.store import ResultStore, recorded_bounds
 from rpx import segment
 

@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 import rpx
 from experiments.corner_maps.batches import BatchFolder, batches_of
+from experiments.grid.samples import pick_samples
 from experiments.images import ArrayImages
-from experiments.samples import pick_samples
 
 CORNERS = 8  # the corners of the RGB colour cube [0, 255]^3, `rpx.pixel_map`'s default
 
