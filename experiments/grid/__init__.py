@@ -1,7 +1,10 @@
 """The experiment grid: what to run (`Grid`), each of its fields a flag of the
 experiments' command lines (`setting`, `experiments.cli`), checked on construction, and
-what a workdir records of it (`Grid.settings`, `Grid.open_workdir`). Running it:
-`experiments.grid.runner.run_grid`.
+what a workdir records of it (`Grid.settings`, `Grid.open_workdir`).
+
+Beside it in this package: `flags` (the flags' text grammar), `samples` (which images a
+grid attacks), `cells` and `methods` (one cell of the grid, the method that fills it),
+`runner` (running a grid: `run_grid`) and `scan_targets` (`--targeted-from-scan`).
 """
 
 from __future__ import annotations

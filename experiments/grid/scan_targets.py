@@ -101,7 +101,7 @@ def run(store, cell, predict, images, idx, clean, region, targets, batch_size) -
       cell: the scan's `experiments.grid.cells.Cell` (1 pixel, restriction table, attack
       targeted, method `methods.SCAN`); images uint8 [N, H, W, C]; idx int [N],
       their dataset indices; clean float [N, K]; region bool [N, H, W]; targets int
-      [N, T], as `experiments.grid.run_grid` gives its targeted cells.
+      [N, T], as `experiments.grid.runner.run_grid` gives its targeted cells.
     """
     fields = cell.fields()
     missing = [
