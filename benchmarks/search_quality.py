@@ -45,7 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import rpx  # noqa: E402
 from benchmarks import common  # noqa: E402
 from benchmarks import search_quality_report as report  # noqa: E402
-from experiments.cells import named_key  # noqa: E402
+from experiments.grid.cells import named_key  # noqa: E402
 
 METHODS = ("de", "scan", "scan_de", "sparse_rs")
 KEY = ("model", "region", "pixels", "method", "population", "generations", "seed", "image")

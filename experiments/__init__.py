@@ -1,2 +1,3 @@
-"""The paper's experiments on rpx: python -m experiments.cifar, .imagenet, .pixel_maps and
-.masks, with the paper's metrics, tables and figures (see experiments/README.md)."""
+"""The paper's experiments on rpx: python -m experiments.cifar, .imagenet, .corner_maps,
+.masks, .mask_figures and .gpu_run, with the paper's metrics, tables and figures (see
+experiments/README.md)."""

@@ -17,9 +17,9 @@ import sys
 
 from experiments import classifiers, cli, figures, masks, tables
 from experiments.grid import ATTACKS
+from experiments.grid.runner import run_grid
+from experiments.grid.samples import pick_all
 from experiments.images import ASSETS, cifar10_test
-from experiments.runner import run_grid
-from experiments.samples import pick_all
 
 # Grid overrides (and other flags) for CIFAR-10; the rest is `Grid`'s defaults.
 DEFAULTS = dict(
@@ -56,7 +56,7 @@ def _main(argv) -> int:
     grid = cli.grid_from(args, "cifar10")
     cli.check_files(data_file=args.data_file, masks=args.masks)
     images = cifar10_test(args.data_file, args.data_dir)
-    loaded = classifiers.load(grid, "cifar10", "--data-dir=DATA", images.images.shape[1:])
+    loaded = classifiers.load(grid.models, "cifar10", "--data-dir=DATA", images.images.shape[1:])
     classifiers.check_labels(images.labels, loaded, images.name)
     data = segment.data_identity(images.images, images.labels)
     shape = images.images.shape[:3]

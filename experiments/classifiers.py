@@ -15,14 +15,15 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def load(grid, dataset: str, data_flag: str, image_shape) -> dict:
-    """{name: (predict, info)} for every model of `grid` (an `experiments.grid.Grid`), or
-    ValueError saying how to train one or what is wrong with its checkpoint. `info`
-    gains "num_classes" and "parameters" for images of `image_shape` (H, W, C)."""
+def load(models: dict[str, str], dataset: str, data_flag: str, image_shape) -> dict:
+    """{name: (predict, info)} for every {name: workdir} of `models` (a `Grid`'s, or
+    `experiments.cli.models_flag`'s), or ValueError saying how to train one or what is
+    wrong with its checkpoint. `info` gains "num_classes" and "parameters" for images of
+    `image_shape` (H, W, C)."""
     import train
 
     out = {}
-    for name, workdir in grid.models.items():
+    for name, workdir in models.items():
         try:
             predict, info = train.load_classifier(workdir)
         except FileNotFoundError as err:

@@ -13,8 +13,7 @@ import dataclasses
 import os
 import sys
 
-from experiments import flags
-from experiments.grid import Grid, flag_of, spelled, words
+from experiments.grid import Grid, flag_of, flags, spelled, words
 
 # The flags besides the grid's: a dataset's DEFAULTS and a preset may set them too.
 OTHER_FLAGS = {
@@ -90,7 +89,7 @@ def locate(models: dict[str, str | None], classifiers: str, dataset: str) -> dic
 
 def models_flag(text: str, classifiers: str, dataset: str, reserved=()) -> dict[str, str]:
     """--models: a comma list of names (CLASSIFIERS/{dataset}_NAME) or name=workdir ->
-    {name: workdir}; ValueError names the flag (`experiments.flags.named`)."""
+    {name: workdir}; ValueError names the flag (`experiments.grid.flags.named`)."""
     return locate(flags.named("models", text, reserved), classifiers, dataset)
 
 

@@ -16,8 +16,9 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
-from experiments import methods, metrics
+from experiments import metrics
 from experiments.atomic import write_atomic
+from experiments.grid import methods
 from rpx import plots
 from rpx.regions import mask as region_mask
 

@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 
-from experiments import corner_maps
+from experiments.corner_maps.__main__ import main as corner_maps
 from experiments.images import ROOT
 
 PAPER_ACCURACY = 0.8565  # Table I, VGG-16 (C)
@@ -120,16 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         if budget is not None:
             left = max(budget - 30 - (time.monotonic() - start), 1)
             cert.append(f"--stop-after={left:.0f}")
-        return _check(corner_maps.main(cert))
+        return _check(corner_maps(cert))
 
     def report():
         runs = [os.path.join(args.workdir, d) for d in sorted(os.listdir(args.workdir))]
         de = ",".join(d for d in runs if os.path.basename(d).startswith("de-paper-budget"))
-        return _check(corner_maps.main(["--report", f"--workdir={maps}", f"--de={de}"]))
+        return _check(corner_maps(["--report", f"--workdir={maps}", f"--de={de}"]))
 
     steps = {
         "train": lambda: _train(args, size, exact),
-        "maps": lambda: _check(corner_maps.main([*common, f"--images={size['images']}"])),
+        "maps": lambda: _check(corner_maps([*common, f"--images={size['images']}"])),
         "de": lambda: _de(size, exact, maps, de_dir, model),
         "bench": lambda: _bench(args, size),
         "certify": certify,

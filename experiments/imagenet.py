@@ -18,9 +18,9 @@ import os
 import sys
 
 from experiments import classifiers, cli, figures, masks, tables
+from experiments.grid.runner import run_grid
+from experiments.grid.samples import pick_all
 from experiments.images import ResizedImages
-from experiments.runner import run_grid
-from experiments.samples import pick_all
 
 # Grid overrides (and other flags) for ImageNet; the rest is `Grid`'s defaults.
 DEFAULTS = dict(
@@ -60,7 +60,7 @@ def _main(argv) -> int:
     check_flags(args)
     images = ResizedImages(args.image_size, args.image_folder, args.split, args.data_dir)
     size = (images.size, images.size, 3)
-    loaded = classifiers.load(grid, "imagenet2012", "--data-dir=DATA", size)
+    loaded = classifiers.load(grid.models, "imagenet2012", "--data-dir=DATA", size)
     if images.labels is not None:
         classifiers.check_labels(images.labels, loaded, images.name)
     cache = os.path.join(args.workdir, "masks-u2net.npz")

@@ -26,11 +26,11 @@ import json
 import math
 import os
 
-from experiments import methods
 from experiments.atomic import write_atomic
+from experiments.grid import methods
 
 # The fields that name one attack: one line per distinct key. A record without the
-# method fields (search, init) is the paper's DE with LHS (`experiments.methods`).
+# method fields (search, init) is the paper's DE with LHS (`experiments.grid.methods`).
 KEY_FIELDS = (
     "model", "region", "pixels", "restriction", "attack", "image", "target", "search", "init",
 )  # fmt: skip
@@ -43,7 +43,7 @@ FIELD_TYPES = {
     "queries": int, "clean_top": list, "clean_top_p": list, "adv_top": list,
     "adv_p_at_clean_top": list, "positions": list, "colors": list,
 }  # fmt: skip
-# Fields a record may hold (a method other than the paper's, see experiments.methods).
+# Fields a record may hold (a method other than the paper's, see experiments.grid.methods).
 OPTIONAL_TYPES = {"search": str, "init": (str, type(None)), "fitness_curve": list}
 LOCK_FILE = "run.lock"
 

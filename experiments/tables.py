@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import os
 
-from experiments import methods, metrics, paper
+from experiments import metrics, paper
 from experiments.atomic import write_atomic
+from experiments.grid import methods
 
 REGION_ORDER = ("original", "foreground", "background")
 

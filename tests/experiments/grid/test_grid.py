@@ -6,8 +6,8 @@ import pytest
 
 from experiments.cli import grid_from, resolve
 from experiments.grid import Grid
+from experiments.grid.samples import pick_samples
 from experiments.images import ArrayImages
-from experiments.samples import pick_samples
 from tests.experiments.tiny import mock_cifar, tiny_predict
 
 

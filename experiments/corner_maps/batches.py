@@ -15,7 +15,7 @@ whole; a run killed mid-batch leaves no batch file (a stray `.tmp-*` is ignored)
 the next run scans only the positions no file covers.
 
 The same machinery holds other per-image batches of the same pick list under another
-file prefix (`BatchFolder(folder, "cert")`: `experiments.corner_certify`'s certificates),
+file prefix (`BatchFolder(folder, "cert")`: `experiments.corner_maps.certify`'s certificates),
 through `write_arrays` and `read_parts`.
 """
 

@@ -1,4 +1,4 @@
-"""experiments.corner_de: DE records of experiments.cifar beside the corner maps of the
+"""experiments.corner_maps.de: DE records of experiments.cifar beside the corner maps of the
 same images, checked against a brute-force reading of both; other images refused."""
 
 import json
@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 
 import train
-from experiments import cifar, corner_de, corner_maps, corner_regions
-from experiments.corner_batches import BatchFolder
+from experiments import cifar
+from experiments.corner_maps import de as corner_de
+from experiments.corner_maps import regions as corner_regions
+from experiments.corner_maps.__main__ import main
+from experiments.corner_maps.batches import BatchFolder
 from experiments.store import ResultStore
 from rpx import segment
 from tests.experiments.tiny import mock_cifar, tiny_predict
@@ -30,7 +33,7 @@ def runs(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setattr(train, "load_classifier", lambda w: (predict, {"model": "tiny"}))
     try:
-        assert corner_maps.main([f"--data-file={data}", f"--workdir={maps}", "--batch=3",
+        assert main([f"--data-file={data}", f"--workdir={maps}", "--batch=3",
                                  "--models=tiny=/nowhere,twin=/x", f"--images={MAPPED}",
                                  "--resamples=100"]) == 0  # fmt: skip
         masks = os.path.join(maps, "masks.npz")
@@ -94,7 +97,7 @@ def test_comparison_matches_a_brute_force_reading(runs):
 
 def test_report_adds_the_de_section_and_figure(runs, tmp_path):
     _, maps_dir, de_dir, twin_dir = runs
-    assert corner_maps.main(["--report", f"--workdir={maps_dir}", f"--de={de_dir},{twin_dir}",
+    assert main(["--report", f"--workdir={maps_dir}", f"--de={de_dir},{twin_dir}",
                              "--resamples=100"]) == 0  # fmt: skip
     with open(os.path.join(maps_dir, "report.md")) as f:
         text = f.read()
@@ -129,7 +132,7 @@ def test_de_on_other_or_unmapped_images_is_refused(runs, tmp_path, monkeypatch, 
     assert cifar.main(budget) == 0
     with pytest.raises(ValueError, match="different DE budgets"):
         corner_de.compare(maps_dir, [de_dir, str(tmp_path / "big")])
-    assert corner_maps.main(["--report", f"--workdir={maps_dir}",
+    assert main(["--report", f"--workdir={maps_dir}",
                              f"--de={tmp_path / 'none'}"]) == 2  # fmt: skip
     assert "holds no experiments.cifar run" in capsys.readouterr().err
 
@@ -172,6 +175,6 @@ def test_a_broken_settings_json_is_one_line_naming_it(runs, tmp_path, capsys, wh
     settings = os.path.join(maps if which == "maps" else de, "settings.json")
     with open(settings, "w") as f:
         f.write(content)
-    assert corner_maps.main(["--report", f"--workdir={maps}", f"--de={de}"]) == 2
+    assert main(["--report", f"--workdir={maps}", f"--de={de}"]) == 2
     err = capsys.readouterr().err
     assert f"{settings} is {message}" in err and err.count("\n") == 1, err

@@ -6,9 +6,9 @@ cell run the rows that results.jsonl does not hold yet with `rpx.run(rows=...)` 
 append each record as soon as its row is done. Rows are image-major, as in `rpx.run`:
 with targets [N, T], row n * T + t attacks image n towards target[n, t]. Each cell has
 its own key (seed and cell name, the method's included unless it is the paper's DE with
-LHS, `experiments.methods`) and each row its own index, so a resumed run gives the same
+LHS, `experiments.grid.methods`) and each row its own index, so a resumed run gives the same
 records as an uninterrupted one. With `targeted_from_scan`, the targeted 1-pixel cells
-come from one corner scan per image and region (`experiments.scan_targets`) instead.
+come from one corner scan per image and region (`experiments.grid.scan_targets`) instead.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import numpy as np
 from tqdm import tqdm
 
 import rpx
-from experiments import methods, metrics, scan_targets
-from experiments.cells import Cell, other_classes
-from experiments.grid import Grid
+from experiments import metrics
+from experiments.grid import Grid, methods, scan_targets
+from experiments.grid.cells import Cell, other_classes
 from experiments.store import ResultStore, record_key
 from rpx import regions
 
@@ -45,7 +45,7 @@ def run_grid(
         `images(indices int [M]) -> (uint8 [M, H, W, 3], true labels int [M])`.
       classifiers: {model name: (predict, info)} for every model of the grid.
       foreground: (indices [M], images [M, H, W, 3]) -> bool [M, H, W] foreground masks.
-      picks: `experiments.samples.pick_all`'s {model: (indices, clean probs)}.
+      picks: `experiments.grid.samples.pick_all`'s {model: (indices, clean probs)}.
     """
     before, start = len(store), time.perf_counter()
     for model in grid.models:

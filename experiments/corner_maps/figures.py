@@ -1,4 +1,4 @@
-"""The figures of a corner-map report (`corner_report`), drawn from `corner_analysis.analyse`.
+"""The figures of a corner-map report (`report`), drawn from `analysis.analyse`.
 
 figures/shares.png (share of images with a fooling pixel per region, Clopper-Pearson
 intervals, the paper's Table II marked), densities.png (fooling pixels / region pixels,
@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from experiments import paper
 from experiments.atomic import write_atomic
-from experiments.corner_regions import PAPER_REGIONS, REGIONS
+from experiments.corner_maps.regions import PAPER_REGIONS, REGIONS
 from experiments.figures import count_matrix
 from rpx import plots
 

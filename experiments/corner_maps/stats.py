@@ -13,7 +13,7 @@ pixel (h, w) (-1 where the scan gave no finite output). Within a region (bool [N
   most likely lands on (Fig. 4's matrix).
 
 Intervals: shares of images (fooled, per number of reached classes) and their paired
-differences are counts of images, with exact intervals (`corner_exact`: Clopper-Pearson;
+differences are counts of images, with exact intervals (`exact`: Clopper-Pearson;
 an exact conservative interval and the exact McNemar test for a paired difference). The
 rest (densities, the share of (image, class) pairs reached, means of per-image values)
 are ratios over clustered counts: 95% percentile bootstrap over images (the same
@@ -27,9 +27,9 @@ import warnings
 
 import numpy as np
 
-from experiments import corner_exact
+from experiments.corner_maps import exact
 
-LEVEL = corner_exact.LEVEL
+LEVEL = exact.LEVEL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +137,7 @@ def summarise(facts: ImageFacts, boot) -> dict:
     """
     n, k = facts.reached.shape
     onehot = facts.targets[:, None] == np.arange(k)
-    target_shares = [corner_exact.share(onehot[:, j]) for j in range(k)]
+    target_shares = [exact.share(onehot[:, j]) for j in range(k)]
     with np.errstate(invalid="ignore", divide="ignore"):
         pixels = facts.region_pixels
         density = np.where(pixels > 0, facts.fooling_pixels / np.maximum(pixels, 1), np.nan)
@@ -148,7 +148,7 @@ def summarise(facts: ImageFacts, boot) -> dict:
     np.add.at(dominant_pairs, (facts.label[hit], facts.dominant[hit]), 1)
     return dict(
         images=int(n),
-        fooled=corner_exact.share(facts.fooled),
+        fooled=exact.share(facts.fooled),
         targeted=dict(pairs=int(facts.reached.sum()), **mean(facts.targets / (k - 1), boot)),
         targets=dict(
             counts=onehot.sum(0).astype(int).tolist(),
@@ -172,9 +172,9 @@ def summarise(facts: ImageFacts, boot) -> dict:
 
 def difference(a: ImageFacts, b: ImageFacts, boot) -> dict:
     """Paired differences a - b over the same images: the share of fooled images
-    (`corner_exact.paired`: exact interval, discordant counts, McNemar p) and the pooled
+    (`exact.paired`: exact interval, discordant counts, McNemar p) and the pooled
     density (bootstrap interval, `boot` int [R, N])."""
-    share = corner_exact.paired(a.fooled, b.fooled)
+    share = exact.paired(a.fooled, b.fooled)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_resample = a.fooling_pixels[boot].sum(1) / a.region_pixels[boot].sum(
             1

@@ -1,11 +1,11 @@
-"""experiments.corner_regions' controls: random blobs connected, of the asked size, inside
+"""experiments.corner_maps.regions' controls: random blobs connected, of the asked size, inside
 what they may cover and reproducible; the ring and its blob."""
 
 import cv2
 import numpy as np
 import pytest
 
-from experiments import corner_regions
+from experiments.corner_maps import regions as corner_regions
 
 
 def _components(mask) -> int:

@@ -1,15 +1,18 @@
 """The experiment grid: what to run (`Grid`), each of its fields a flag of the
 experiments' command lines (`setting`, `experiments.cli`), checked on construction, and
-what a workdir records of it (`Grid.settings`, `Grid.open_workdir`). Running it:
-`experiments.runner.run_grid`.
+what a workdir records of it (`Grid.settings`, `Grid.open_workdir`).
+
+Beside it in this package: `flags` (the flags' text grammar), `samples` (which images a
+grid attacks), `cells` and `methods` (one cell of the grid, the method that fills it),
+`runner` (running a grid: `run_grid`) and `scan_targets` (`--targeted-from-scan`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from experiments import classifiers, flags, methods, samples, store
-from experiments.samples import pick_samples  # noqa: F401 (experiments.corner_study)
+from experiments import classifiers, store
+from experiments.grid import flags, methods, samples
 from rpx import regions
 from rpx.search import INITS, SEARCHES
 
@@ -65,7 +68,7 @@ class Grid:
     images in dataset order, e.g. those `experiments.corner_maps` scanned). searches,
     inits: the methods (`methods`: DE from each init, Sparse-RS once);
     targeted_from_scan: the targeted 1-pixel cells (restriction "table") are answered by
-    one all-class corner scan per image and region (`experiments.scan_targets`) instead
+    one all-class corner scan per image and region (`experiments.grid.scan_targets`) instead
     of a search.
     """
 

@@ -11,7 +11,7 @@ and paper region, sets them beside the maps on the same images:
 - both, missed_by_de (scan-vulnerable, DE failed), de_only (DE succeeded where no corner
   pixel of the region fools: a colour inside the cube did it), de_at_fooling_pixel (DE
   successes whose pixel is one where some corner fools);
-- de_minus_scan: the paired difference of the two shares (`corner_exact.paired`: exact
+- de_minus_scan: the paired difference of the two shares (`exact.paired`: exact
   interval, exact McNemar p).
 """
 
@@ -21,9 +21,11 @@ import os
 
 import numpy as np
 
-from experiments import corner_exact, corner_regions, corner_stats, methods, paper, store
-from experiments.corner_batches import BatchFolder
-from experiments.corner_study import mask_path
+from experiments import paper, store
+from experiments.corner_maps import exact, regions, stats
+from experiments.corner_maps.batches import BatchFolder
+from experiments.corner_maps.study import mask_path
+from experiments.grid import methods
 from experiments.store import ResultStore, recorded_bounds
 from rpx import segment
 
@@ -79,7 +81,7 @@ def compare(maps_workdir: str, de_workdirs, resamples: int = 2000, seed: int = 0
         maps = BatchFolder(os.path.join(maps_workdir, net)).read()
         where = {int(i): n for n, i in enumerate(maps.index)}
         out[net] = {}
-        for region in corner_regions.PAPER_REGIONS:
+        for region in regions.PAPER_REGIONS:
             records = rows[net].get(region)
             if not records:
                 continue
@@ -91,11 +93,11 @@ def compare(maps_workdir: str, de_workdirs, resamples: int = 2000, seed: int = 0
                     f"{maps_workdir} do not cover"
                 )
             pos = np.array([where[int(i)] for i in index])
-            mask = corner_regions.regions(cache[index], index, seed)[region]
-            fooling = corner_stats.fooling_pixels(maps.classes[pos], maps.label[pos], mask)
+            mask = regions.regions(cache[index], index, seed)[region]
+            fooling = stats.fooling_pixels(maps.classes[pos], maps.label[pos], mask)
             out[net][region] = _compare_region(
                 net, region, [records[int(i)] for i in index], fooling.any((1, 2)), fooling,
-                corner_stats.resamples(len(index), resamples, seed),
+                stats.resamples(len(index), resamples, seed),
             )  # fmt: skip
     return dict(workdirs=de_workdirs, population=population, generations=generations, nets=out)
 
@@ -130,14 +132,14 @@ def _compare_region(net, region, records, scan, fooling, boot) -> dict:
     ]
     return dict(
         images=len(records),
-        de=corner_exact.share(de),
-        scan=corner_exact.share(scan),
-        de_minus_scan=corner_exact.paired(de, scan),
+        de=exact.share(de),
+        scan=exact.share(scan),
+        de_minus_scan=exact.paired(de, scan),
         both=int((de & scan).sum()),
         missed_by_de=int((scan & ~de).sum()),
         de_only=int((de & ~scan).sum()),
         de_at_fooling_pixel=int(sum(at_fooling)),
-        generations=corner_stats.mean(gens, boot),
+        generations=stats.mean(gens, boot),
         queries_of_successes=float(np.nanmean(queries)) if de.any() else float("nan"),
         paper_untargeted1=paper.table2(net, "untargeted1", region, 1),
         paper_generations=paper.by_region(paper.TABLE4, net, None, region),

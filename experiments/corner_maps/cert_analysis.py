@@ -1,13 +1,13 @@
 """Certificates beside the corner maps (and DE) on the same images: what any colour adds.
 
-A region is a set of pixels, so the whole-image certificate (`corner_certify`) answers
+A region is a set of pixels, so the whole-image certificate (`certify`) answers
 every region: the region is fooled when one of its pixels is fooled, proved robust when
 all its pixels are safe, and undecided otherwise. `compare` reads, per region, on the
 certified images:
 
 - any_colour: images one pixel of the region fools with some colour (a confirmed
   witness; exact share, Clopper-Pearson); corners: images some corner colour fools
-  there (the maps); any_minus_corners: the paired difference (`corner_exact.paired`);
+  there (the maps); any_minus_corners: the paired difference (`exact.paired`);
 - robust: images proved robust (every region pixel safe); undecided_images: neither;
 - pixels: region, fooled, safe, undecided pixels and those where a corner fools;
   densities (fooled / region pixels, pooled) with any colour and with corners;
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments import corner_exact, corner_stats
+from experiments.corner_maps import exact, stats
 
 VALUE_RANGE = (0.0, 255.0)  # the corner study's colours
 
@@ -41,9 +41,9 @@ def compare(certs, classes, labels, regions: dict, de_rows: dict | None = None) 
     """JSON-ready comparison on the certified images.
 
     Args:
-      certs: `corner_certify.Certs` of one classifier (N images).
+      certs: `certify.Certs` of one classifier (N images).
       classes: int [N, H, W, 8], the maps of the same images (same order); labels: int [N].
-      regions: {name: bool [N, H, W]} (`corner_regions.regions` of these images).
+      regions: {name: bool [N, H, W]} (`regions.regions` of these images).
       de_rows: {region: {dataset index: DE record}} of this classifier, or None.
 
     Returns:
@@ -51,10 +51,10 @@ def compare(certs, classes, labels, regions: dict, de_rows: dict | None = None) 
        {name: the module docstring's numbers}, "witnesses": `witnesses`}.
     """
     whole = np.ones_like(certs.fooled)
-    corner_any = corner_stats.fooling_pixels(classes, labels, whole)
+    corner_any = stats.fooling_pixels(classes, labels, whole)
     out = {}
     for name, mask in regions.items():
-        out[name] = _region(certs, corner_stats.fooling_pixels(classes, labels, mask), mask)
+        out[name] = _region(certs, stats.fooling_pixels(classes, labels, mask), mask)
         records = (de_rows or {}).get(name)
         if records:
             out[name]["de"] = _de(certs, mask, records)
@@ -100,10 +100,10 @@ def _region(certs, corner, mask) -> dict:
     pixels = int(mask.sum())
     return dict(
         images=len(mask),
-        any_colour=corner_exact.share(vulnerable),
-        corners=corner_exact.share(by_corner),
-        any_minus_corners=corner_exact.paired(vulnerable, by_corner),
-        robust=corner_exact.share(robust),
+        any_colour=exact.share(vulnerable),
+        corners=exact.share(by_corner),
+        any_minus_corners=exact.paired(vulnerable, by_corner),
+        robust=exact.share(robust),
         undecided_images=int((~vulnerable & ~robust).sum()),
         pixels=dict(
             region=pixels,
@@ -134,8 +134,8 @@ def _de(certs, mask, records: dict) -> dict:
     )
     return dict(
         images=int(seen.sum()),
-        de=corner_exact.share(success),
-        any_colour=corner_exact.share(vulnerable),
+        de=exact.share(success),
+        any_colour=exact.share(vulnerable),
         missed_by_de=int((vulnerable & ~success).sum()),
         de_not_vulnerable=int((success & ~vulnerable).sum()),
         de_at_safe_pixel=int(at_safe),

@@ -7,15 +7,15 @@
         --workdir=runs/corner-maps [--max-boxes=64 --search-steps=8 ...]
 
 Scans every pixel x the 8 colour-cube corners of each classifier's first N correctly
-classified images (`experiments.corner_study`), batch by batch into WORKDIR/NET/
+classified images (`experiments.corner_maps.study`), batch by batch into WORKDIR/NET/
 (resumable: a re-run scans only what is missing), with GrabCut masks of all the images
 cached in WORKDIR/masks.npz, then writes report.md, report.json and figures/
-(`experiments.corner_analysis`, `experiments.corner_report`). --report only rewrites
+(`experiments.corner_maps.analysis`, `experiments.corner_maps.report`). --report only rewrites
 the report from the finished batches; it takes no lock, so it can read a running run.
 --de adds one-pixel DE of an `experiments.cifar --sample-order=first` workdir on the
-same images beside the maps (`experiments.corner_de`). --certify certifies the same
+same images beside the maps (`experiments.corner_maps.de`). --certify certifies the same
 images with `rpx.certify` (any colour) instead of scanning, resumably too
-(`experiments.corner_certify`); the report sets the certificates beside the maps.
+(`experiments.corner_maps.certify`); the report sets the certificates beside the maps.
 """
 
 from __future__ import annotations
@@ -23,18 +23,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import types
 
-from experiments import (
-    classifiers,
-    cli,
-    corner_analysis,
-    corner_certify,
-    corner_report,
-    corner_study,
-    masks,
-    store,
-)
+from experiments import classifiers, cli, masks, store
+from experiments.corner_maps import analysis, certify, report, study
 from experiments.images import ASSETS, ROOT, cifar10_test
 from rpx import incremental, segment
 
@@ -62,9 +53,9 @@ def _flags(argv):
     p.add_argument("--de", help="comma list of experiments.cifar workdirs of 1-pixel DE")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="bootstrap and the random controls")
-    corner_certify.add_flags(p)
+    certify.add_flags(p)
     args = p.parse_args(argv)
-    corner_certify.knobs(args)
+    certify.knobs(args)
     for flag, least in (("images", 1), ("batch", 1), ("resamples", 100), ("seed", 0)):
         if getattr(args, flag) < least:
             raise ValueError(f"--{flag} must be >= {least}, got {getattr(args, flag)}")
@@ -80,9 +71,9 @@ def _flags(argv):
 
 def _report(args) -> None:
     de = args.de and [w for w in args.de.split(",") if w]
-    analysis = corner_analysis.analyse(args.workdir, args.resamples, args.seed, de or None)
-    written = corner_report.write(args.workdir, analysis)
-    done = ", ".join(f"{n} {r['images']} images" for n, r in analysis["nets"].items())
+    summary = analysis.analyse(args.workdir, args.resamples, args.seed, de or None)
+    written = report.write(args.workdir, summary)
+    done = ", ".join(f"{n} {r['images']} images" for n, r in summary["nets"].items())
     print(f"report of {done or 'no finished batch'}: {', '.join(written)}")
 
 
@@ -93,16 +84,14 @@ def _main(argv) -> int:
         return 0
     data = cifar10_test(args.data_file)
     identity = segment.data_identity(data.images, data.labels)
-    loaded = classifiers.load(
-        types.SimpleNamespace(models=models), "cifar10", "--data-dir=DATA", data.images.shape[1:]
-    )
+    loaded = classifiers.load(models, "cifar10", "--data-dir=DATA", data.images.shape[1:])
     classifiers.check_labels(data.labels, loaded, data.name)
     with store.locked(args.workdir):
-        settings = corner_study.settings(identity, args.evaluation)
+        settings = study.settings(identity, args.evaluation)
         store.check_settings(args.workdir, settings, classifiers.digests(loaded))
-        masks.workdir_masks(corner_study.mask_path(args.workdir), data.images, identity)
-        run = corner_certify.certify_models if args.certify else corner_study.scan_models
-        extra = dict(knob_values=corner_certify.knobs(args), stop_after=args.stop_after)
+        masks.workdir_masks(study.mask_path(args.workdir), data.images, identity)
+        run = certify.certify_models if args.certify else study.scan_models
+        extra = dict(knob_values=certify.knobs(args), stop_after=args.stop_after)
         scanned = run(
             args.workdir, loaded, data.images, data.labels, args.images, args.batch,
             evaluation=args.evaluation, **(extra if args.certify else {}),

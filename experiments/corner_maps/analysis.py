@@ -1,14 +1,14 @@
 """A corner-map workdir read back: every classifier's maps in every region, summarised.
 
 `analyse(workdir)` reads settings.json, the GrabCut cache WORKDIR/masks.npz and each
-classifier's batch files (`experiments.corner_batches`; the finished batches only, so it
+classifier's batch files (`experiments.corner_maps.batches`; the finished batches only, so it
 can read the workdir of a run still going), builds the regions of
-`experiments.corner_regions` for the scanned images and returns, per classifier and
-region, `experiments.corner_stats.summarise`, plus paired differences between regions
+`experiments.corner_maps.regions` for the scanned images and returns, per classifier and
+region, `experiments.corner_maps.stats.summarise`, plus paired differences between regions
 (the primary one and a Holm-corrected family of secondary ones), the size-matched
 control's exact expectation over its draws, how long the scan took and what the masks
-were like; where certificate batches exist (`experiments.corner_certify`), what one
-pixel of any colour does on the certified images (`corner_cert_analysis.compare`).
+were like; where certificate batches exist (`experiments.corner_maps.certify`), what one
+pixel of any colour does on the certified images (`cert_analysis.compare`).
 """
 
 from __future__ import annotations
@@ -17,17 +17,12 @@ import os
 
 import numpy as np
 
-from experiments import (
-    corner_cert_analysis,
-    corner_certify,
-    corner_de,
-    corner_exact,
-    corner_regions,
-    corner_stats,
-    store,
-)
-from experiments.corner_batches import BatchFolder
-from experiments.corner_study import mask_path
+from experiments import store
+from experiments.corner_maps import cert_analysis, certify, exact, stats
+from experiments.corner_maps import de as corner_de
+from experiments.corner_maps import regions as corner_regions
+from experiments.corner_maps.batches import BatchFolder
+from experiments.corner_maps.study import mask_path
 from rpx import segment
 
 NUM_CLASSES = 10  # CIFAR-10
@@ -73,7 +68,7 @@ def analyse(workdir: str, resamples: int = 2000, seed: int = 0, de=None) -> dict
        "differences": `differences`, "scattered": {"REGION in POOL": `scattered`} for
        SCATTERED, "short_blobs": {blob
        region: images where it is smaller than asked}, "certify":
-       `corner_cert_analysis.compare` (where cert batches exist)}}, "de":
+       `cert_analysis.compare` (where cert batches exist)}}, "de":
        `corner_de.compare` (with `de`)};
       classifiers without a finished batch
       are left out.
@@ -90,9 +85,9 @@ def analyse(workdir: str, resamples: int = 2000, seed: int = 0, de=None) -> dict
             continue
         foreground = cache[maps.index]
         regions = corner_regions.regions(foreground, maps.index, seed)
-        boot = corner_stats.resamples(len(maps), resamples, seed)
+        boot = stats.resamples(len(maps), resamples, seed)
         facts = {
-            r: corner_stats.image_facts(maps.classes, maps.label, m, NUM_CLASSES)
+            r: stats.image_facts(maps.classes, maps.label, m, NUM_CLASSES)
             for r, m in regions.items()
         }
         batches = maps.batches
@@ -111,7 +106,7 @@ def analyse(workdir: str, resamples: int = 2000, seed: int = 0, de=None) -> dict
                 foreground_fraction=_spread(foreground.mean((1, 2))),
                 paths=segment.path_counts(cache.paths[maps.index]),
             ),
-            regions={r: corner_stats.summarise(f, boot) for r, f in facts.items()},
+            regions={r: stats.summarise(f, boot) for r, f in facts.items()},
             differences=differences(facts, boot),
             scattered={f"{a} in {b}": scattered(facts[a], facts[b], boot) for a, b in SCATTERED},
             short_blobs={
@@ -119,7 +114,7 @@ def analyse(workdir: str, resamples: int = 2000, seed: int = 0, de=None) -> dict
                 "ring-sized blob": _short(regions, "ring-sized blob", "ring"),
             },
         )
-        certs = corner_certify.read(os.path.join(workdir, name))
+        certs = certify.read(os.path.join(workdir, name))
         if len(certs):
             nets[name]["certify"] = _certify(name, certs, maps, regions, de_rows.get(name))
     out = dict(settings=settings, resamples=resamples, seed=seed, nets=nets)
@@ -129,7 +124,7 @@ def analyse(workdir: str, resamples: int = 2000, seed: int = 0, de=None) -> dict
 
 
 def _certify(name, certs, maps, regions, de_rows) -> dict:
-    """`corner_cert_analysis.compare` on the certified images, which must be mapped."""
+    """`cert_analysis.compare` on the certified images, which must be mapped."""
     where = {int(i): n for n, i in enumerate(maps.index)}
     unmapped = [int(i) for i in certs.index if int(i) not in where]
     if unmapped:
@@ -138,33 +133,33 @@ def _certify(name, certs, maps, regions, de_rows) -> dict:
     if not np.array_equal(maps.label[pos], certs.label):
         raise ValueError(f"{name}: the certificates' labels differ from the maps'")
     here = {r: m[pos] for r, m in regions.items()}
-    return corner_cert_analysis.compare(certs, maps.classes[pos], maps.label[pos], here, de_rows)
+    return cert_analysis.compare(certs, maps.classes[pos], maps.label[pos], here, de_rows)
 
 
 def differences(facts: dict, boot) -> dict:
-    """{"a - b": corner_stats.difference} for DIFFERENCES (`facts`: {region: ImageFacts}),
+    """{"a - b": stats.difference} for DIFFERENCES (`facts`: {region: ImageFacts}),
     each share with primary (bool) and holm_p (SECONDARY's Holm-adjusted p; None for the
     primary)."""
-    out = {f"{a} - {b}": corner_stats.difference(facts[a], facts[b], boot) for a, b in DIFFERENCES}
+    out = {f"{a} - {b}": stats.difference(facts[a], facts[b], boot) for a, b in DIFFERENCES}
     names = [f"{a} - {b}" for a, b in SECONDARY]
-    adjusted = corner_exact.holm([out[k]["share"]["p"] for k in names])
+    adjusted = exact.holm([out[k]["share"]["p"] for k in names])
     for key, d in out.items():
         d["share"]["primary"] = key == "{} - {}".format(*PRIMARY)
         d["share"]["holm_p"] = adjusted[names.index(key)] if key in names else None
     return out
 
 
-def scattered(region: corner_stats.ImageFacts, pool: corner_stats.ImageFacts, boot) -> dict:
+def scattered(region: stats.ImageFacts, pool: stats.ImageFacts, boot) -> dict:
     """A scattered random sample of `pool` as large as `region` (all of the pool where it
     is smaller), averaged exactly over all draws: per image, the hypergeometric chance
     that it holds a fooling pixel. {"share": its mean over images, "region_minus": the
     mean of region fooled (0/1) minus it}, with bootstrap intervals (`boot`). The
     sample's expected density is the pool's, image by image, by construction."""
     draws = np.minimum(region.region_pixels, pool.region_pixels)
-    chance = corner_exact.at_least_one(pool.region_pixels, pool.fooling_pixels, draws)
+    chance = exact.at_least_one(pool.region_pixels, pool.fooling_pixels, draws)
     return dict(
-        share=corner_stats.mean(chance, boot),
-        region_minus=corner_stats.mean(region.fooled - chance, boot),
+        share=stats.mean(chance, boot),
+        region_minus=stats.mean(region.fooled - chance, boot),
     )
 
 

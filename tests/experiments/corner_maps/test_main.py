@@ -11,15 +11,14 @@ import pytest
 
 import rpx
 import train
-from experiments import (
-    corner_analysis,
-    corner_exact,
-    corner_maps,
-    corner_regions,
-    corner_report,
-    corner_stats,
-)
-from experiments.corner_batches import BatchFolder, batches_of
+from experiments.corner_maps import analysis as corner_analysis
+from experiments.corner_maps import exact as corner_exact
+from experiments.corner_maps import regions as corner_regions
+from experiments.corner_maps import report as corner_report
+from experiments.corner_maps import stats as corner_stats
+from experiments.corner_maps.__main__ import main
+from experiments.corner_maps.batches import BatchFolder, batches_of
+from experiments.images import ROOT
 from tests.experiments.tiny import lock_held_by_another_process, mock_cifar, snapshot, tiny_predict
 
 K = 10
@@ -71,19 +70,19 @@ def test_a_killed_run_resumes_without_redoing_batches(mock, tmp_path, monkeypatc
     figures = corner_report.figures
     monkeypatch.setattr(corner_report, "figures", lambda *a: [])  # drawn once, at the end
     calls = _counting(monkeypatch)
-    assert corner_maps.main(_argv(data, whole)) == 0
+    assert main(_argv(data, whole)) == 0
     assert calls == [2, 2, 2]
 
     calls = _counting(monkeypatch, fail_at=3)
     with pytest.raises(KeyboardInterrupt):
-        corner_maps.main(_argv(data, resumed))
+        main(_argv(data, resumed))
     assert sorted(os.listdir(os.path.join(resumed, "tiny"))) == [
         "maps-00000-00002.npz",
         "maps-00002-00004.npz",
     ]
     open(os.path.join(resumed, "tiny", ".tmp-cut.npz"), "wb").write(b"PK")  # a cut write
     calls = _counting(monkeypatch)
-    assert corner_maps.main(_argv(data, resumed)) == 0
+    assert main(_argv(data, resumed)) == 0
     assert calls == [2]  # only the batch the kill lost
     assert _maps(whole) == _maps(resumed)
     with (
@@ -97,9 +96,9 @@ def test_a_killed_run_resumes_without_redoing_batches(mock, tmp_path, monkeypatc
 
     # A second run finds nothing to do; --images=8 scans only the two new images.
     calls = _counting(monkeypatch)
-    assert corner_maps.main(_argv(data, resumed)) == 0 and calls == []
+    assert main(_argv(data, resumed)) == 0 and calls == []
     monkeypatch.setattr(corner_report, "figures", figures)
-    assert corner_maps.main(_argv(data, resumed, "--images=8")) == 0 and calls == [2]
+    assert main(_argv(data, resumed, "--images=8")) == 0 and calls == [2]
     report = open(os.path.join(resumed, "report.md")).read()
     assert "## tiny: 8 images" in report and "| size-matched background |" in report
     for name in (
@@ -114,7 +113,7 @@ def test_a_killed_run_resumes_without_redoing_batches(mock, tmp_path, monkeypatc
     other = str(tmp_path / "other.npz")
     np.savez(other, image=images[::-1], label=labels[::-1])
     before = snapshot(resumed)
-    assert corner_maps.main(_argv(other, resumed)) == 2
+    assert main(_argv(other, resumed)) == 2
     assert "other settings" in capsys.readouterr().err
     assert snapshot(resumed) == before
     # The classes are those of a direct scan of the same images.
@@ -138,16 +137,16 @@ def test_bad_flags_exit_2_before_anything_is_written(mock, tmp_path, capsys):
         "--data-file=/no/such.npz": "--data-file /no/such.npz does not exist",
     }
     for flag, message in bad.items():
-        assert corner_maps.main([f"--data-file={data}", f"--workdir={workdir}", flag]) == 2
+        assert main([f"--data-file={data}", f"--workdir={workdir}", flag]) == 2
         assert message in capsys.readouterr().err, flag
     with pytest.raises(SystemExit) as exit_:  # argparse's own exit for a bad choice
-        corner_maps.main([f"--workdir={workdir}", "--evaluation=fast"])
+        main([f"--workdir={workdir}", "--evaluation=fast"])
     assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err
-    assert corner_maps.main(["--report", f"--workdir={workdir}"]) == 2
+    assert main(["--report", f"--workdir={workdir}"]) == 2
     assert "holds no corner-map run" in capsys.readouterr().err
     assert not workdir.exists()
     with lock_held_by_another_process(str(workdir)) as pid:
-        assert corner_maps.main(_argv(data, str(workdir))) == 2
+        assert main(_argv(data, str(workdir))) == 2
         assert f"in use by another run (process {pid}" in capsys.readouterr().err
         assert snapshot(str(workdir)) == {"run.lock": f"{pid}\n".encode()}
 
@@ -313,7 +312,7 @@ def test_batches(tmp_path):
     assert folder.spans() == [(99_996, 100_000), (100_000, 100_004)]
 
 
-RESULTS = os.path.join(os.path.dirname(corner_maps.__file__), "results", "corner-maps")
+RESULTS = os.path.join(ROOT, "experiments", "results", "corner-maps")
 
 
 @pytest.mark.skipif(not os.path.isdir(RESULTS), reason="no committed corner maps")

@@ -9,7 +9,7 @@ cell's name, so its randomness differs):
   search="sparse_rs", init=None          Sparse-RS (it draws its own initial sets)
   search="scan", init=None               targeted 1-pixel rows answered by one
                                          all-class corner scan (`--targeted-from-scan`,
-                                         `experiments.scan_targets`)
+                                         `experiments.grid.scan_targets`)
 """
 
 from __future__ import annotations

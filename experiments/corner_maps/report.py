@@ -1,15 +1,15 @@
-"""report.md, report.json and figures/ of a corner-map workdir (`corner_analysis.analyse`).
+"""report.md, report.json and figures/ of a corner-map workdir (`analysis.analyse`).
 
 - report.md: per classifier, the share of images with a fooling pixel per region beside
   the paper's 1-pixel Untargeted1 (Table II), fooling-pixel densities, paired region
   differences, the share per number of reached target classes (Fig. 3), and the
   original-to-reached class counts (Figs. 4/5) of the paper's three regions; every
-  share with its count and its 95% interval (`corner_stats` says which kind), every
+  share with its count and its 95% interval (`stats` says which kind), every
   paired difference of shares with its exact McNemar p (Holm-adjusted for the
-  secondary family, `corner_analysis.SECONDARY`); where certificates exist, one pixel
+  secondary family, `analysis.SECONDARY`); where certificates exist, one pixel
   of any colour beside the corners (and DE) on the certified images
-  (`corner_cert_analysis`).
-- figures/: `corner_figures`.
+  (`cert_analysis`).
+- figures/: `figures`.
 
 Every file is written beside its target and renamed, so a report read while a run
 writes a new one is whole.
@@ -22,8 +22,8 @@ import os
 
 from experiments import paper
 from experiments.atomic import write_atomic
-from experiments.corner_figures import figures, most_targets
-from experiments.corner_regions import PAPER_REGIONS, REGIONS
+from experiments.corner_maps.figures import figures, most_targets
+from experiments.corner_maps.regions import PAPER_REGIONS, REGIONS
 
 
 def _pct(s: dict, digits: int = 1) -> str:
@@ -87,7 +87,7 @@ def markdown(analysis: dict) -> str:
 
 
 def _de_section(de: dict) -> list[str]:
-    """DE at the paper's budget beside the maps on the same images (`corner_de`)."""
+    """DE at the paper's budget beside the maps on the same images (`de`)."""
     lines = [
         "",
         "## DE at the paper's budget on the same images",
@@ -224,7 +224,7 @@ def _cert_section(nets: dict) -> list[str]:
 
 
 def _where(w: dict) -> str:
-    """Where witness colours lie in the cube (`corner_cert_analysis.witnesses`)."""
+    """Where witness colours lie in the cube (`cert_analysis.witnesses`)."""
     if not w["pixels"]:
         return "none."
     sat = ", ".join(f"{k}: {n}" for k, n in enumerate(w["saturated_channels"]))

@@ -13,7 +13,7 @@ From the automatic GrabCut foreground masks (`rpx.segment.grabcut`, default sett
   pixels as the foreground (all of the background where it is smaller), drawn with a
   generator seeded by (seed, dataset index), so an image's subset does not depend on
   which other images are read: is the background's score a matter of its size?
-  `corner_exact.at_least_one` gives its expectation over all draws.
+  `exact.at_least_one` gives its expectation over all draws.
 - background blob: per image, a random 4-connected blob of the background as large as
   the foreground (`blob`, seeded by (seed, dataset index, 1)): the same control, compact,
   since fooling pixels cluster.

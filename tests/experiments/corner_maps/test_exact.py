@@ -1,4 +1,4 @@
-"""experiments.corner_exact against known answers: scipy's exact binomial interval, hand-
+"""experiments.corner_maps.exact against known answers: scipy's exact binomial interval, hand-
 worked McNemar and Holm tables, brute-force enumeration of random subsets."""
 
 import itertools
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from experiments import corner_exact
+from experiments.corner_maps import exact as corner_exact
 
 
 @pytest.mark.parametrize("count,n", [(0, 500), (1, 500), (13, 100), (65, 500), (99, 100), (7, 7)])

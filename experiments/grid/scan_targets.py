@@ -13,7 +13,7 @@ positions [[-1, -1]], colours 0 and the clean probabilities.
 
 from __future__ import annotations
 
-import types
+from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -22,6 +22,19 @@ import rpx
 from experiments import metrics
 from experiments.store import record_key
 from rpx.pixel_map import corner_colors
+
+
+class Rows(NamedTuple):
+    """Scan rows as `experiments.metrics.records` reads an `rpx.AttackResult`'s: one per
+    (image, target), image-major."""
+
+    success: np.ndarray
+    probs: np.ndarray
+    positions: np.ndarray
+    colors: np.ndarray
+    generations: np.ndarray
+    queries: np.ndarray
+    fitness_curve: np.ndarray
 
 
 def answers(classes, region, targets):
@@ -70,7 +83,7 @@ def records(predict, images, clean, region, targets) -> list[dict]:
         probs = np.where(success[..., None], tried, probs)
         positions = np.where(success[..., None], positions, -1)
         colors = np.where(success[..., None], colors, 0.0).astype(np.float32)
-    rows = types.SimpleNamespace(
+    rows = Rows(
         success=success.reshape(-1), probs=probs.reshape(n * t, -1),
         positions=positions.reshape(n * t, 1, 2), colors=colors.reshape(n * t, 1, -1),
         generations=np.zeros(n * t, np.int32), queries=np.repeat(queries, t),
@@ -85,10 +98,10 @@ def run(store, cell, predict, images, idx, clean, region, targets, batch_size) -
     `batch_size` images at a time, only those with a row missing.
 
     Args:
-      cell: the scan's `experiments.cells.Cell` (1 pixel, restriction table, attack
+      cell: the scan's `experiments.grid.cells.Cell` (1 pixel, restriction table, attack
       targeted, method `methods.SCAN`); images uint8 [N, H, W, C]; idx int [N],
       their dataset indices; clean float [N, K]; region bool [N, H, W]; targets int
-      [N, T], as `experiments.grid.run_grid` gives its targeted cells.
+      [N, T], as `experiments.grid.runner.run_grid` gives its targeted cells.
     """
     fields = cell.fields()
     missing = [

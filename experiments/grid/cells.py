@@ -9,7 +9,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from experiments import methods
+from experiments.grid import methods
 
 
 class Cell(NamedTuple):

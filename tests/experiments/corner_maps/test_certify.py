@@ -11,9 +11,12 @@ import pytest
 
 import rpx
 import train
-from experiments import corner_cert_analysis, corner_certify, corner_maps, corner_regions
-from experiments.corner_batches import BatchFolder
-from experiments.corner_study import mask_path
+from experiments.corner_maps import cert_analysis as corner_cert_analysis
+from experiments.corner_maps import certify as corner_certify
+from experiments.corner_maps import regions as corner_regions
+from experiments.corner_maps.__main__ import main
+from experiments.corner_maps.batches import BatchFolder
+from experiments.corner_maps.study import mask_path
 from tests.experiments.tiny import mock_cifar
 
 KNOBS = ["--max-boxes=4", "--search-starts=1", "--search-steps=2", "--chunk-size=64"]
@@ -68,8 +71,8 @@ def _argv(data, workdir, *extra):
 def test_certify_resumes_refuses_foreign_batches_and_reports(setup, monkeypatch, capsys):
     folder, data, images, labels, predict = setup
     workdir = str(folder / "w")
-    monkeypatch.setattr("experiments.corner_report.figures", lambda *a: [])
-    assert corner_maps.main(_argv(data, workdir)) == 0  # the maps first
+    monkeypatch.setattr("experiments.corner_maps.report.figures", lambda *a: [])
+    assert main(_argv(data, workdir)) == 0  # the maps first
     calls, certify = [], rpx.certify
 
     def counted(*a, **kw):
@@ -80,7 +83,7 @@ def test_certify_resumes_refuses_foreign_batches_and_reports(setup, monkeypatch,
 
     monkeypatch.setattr(rpx, "certify", counted)
     with pytest.raises(KeyboardInterrupt):
-        corner_maps.main(_argv(data, workdir, "--certify", *KNOBS))
+        main(_argv(data, workdir, "--certify", *KNOBS))
     tiny = os.path.join(workdir, "tiny")
     assert sorted(f for f in os.listdir(tiny) if f.startswith("cert-")) == ["cert-00000-00002.npz"]
     monkeypatch.setattr(rpx, "certify", certify)
@@ -88,11 +91,11 @@ def test_certify_resumes_refuses_foreign_batches_and_reports(setup, monkeypatch,
     monkeypatch.setattr(
         rpx, "certify", lambda *a, **kw: calls.append(len(a[1])) or certify(*a, **kw)
     )
-    assert corner_maps.main(_argv(data, workdir, "--certify", *KNOBS, "--stop-after=0")) == 0
+    assert main(_argv(data, workdir, "--certify", *KNOBS, "--stop-after=0")) == 0
     assert calls == []  # out of time before the first batch: nothing certified
-    assert corner_maps.main(_argv(data, workdir, "--certify", *KNOBS)) == 0
+    assert main(_argv(data, workdir, "--certify", *KNOBS)) == 0
     assert calls == [2]  # only the batch the kill lost
-    assert corner_maps.main(_argv(data, workdir, "--certify", *KNOBS)) == 0 and calls == [2]
+    assert main(_argv(data, workdir, "--certify", *KNOBS)) == 0 and calls == [2]
 
     # The batches hold what rpx.certify gives on the maps' images and labels.
     maps = BatchFolder(tiny).read()
@@ -115,7 +118,7 @@ def test_certify_resumes_refuses_foreign_batches_and_reports(setup, monkeypatch,
 
     # Other knobs, other weights or other images: refused, nothing written.
     before = sorted(os.listdir(tiny))
-    assert corner_maps.main(_argv(data, workdir, "--certify", *KNOBS, "--max-boxes=3")) == 2
+    assert main(_argv(data, workdir, "--certify", *KNOBS, "--max-boxes=3")) == 2
     assert "other settings or weights" in capsys.readouterr().err
     path = os.path.join(tiny, "cert-00002-00004.npz")
     with np.load(path) as d:
@@ -123,7 +126,7 @@ def test_certify_resumes_refuses_foreign_batches_and_reports(setup, monkeypatch,
     want = json.loads(str(part["settings"]))
     foreign = dict(part, settings=np.array(json.dumps(dict(want, parameters="other weights"))))
     np.savez(path, **foreign)
-    assert corner_maps.main(_argv(data, workdir, "--certify", *KNOBS)) == 2
+    assert main(_argv(data, workdir, "--certify", *KNOBS)) == 2
     assert "'parameters': ('other weights'" in capsys.readouterr().err
     np.savez(path, **part)
     with pytest.raises(ValueError, match="other data or another classifier"):
@@ -131,7 +134,7 @@ def test_certify_resumes_refuses_foreign_batches_and_reports(setup, monkeypatch,
     assert sorted(os.listdir(tiny)) == before and calls == [2]
 
     # The report's certify section, against plain loops over the stored arrays.
-    assert corner_maps.main(["--report", f"--workdir={workdir}", "--resamples=100"]) == 0
+    assert main(["--report", f"--workdir={workdir}", "--resamples=100"]) == 0
     with open(os.path.join(workdir, "report.json")) as f:
         got = json.load(f)["nets"]["tiny"]["certify"]
     report = open(os.path.join(workdir, "report.md")).read()
@@ -274,8 +277,5 @@ def test_bad_certify_flags_exit_2(setup, capsys):
         "--max-boxes=0": "--max-boxes must be >= 1",
         "--search-steps=-1": "--search-steps must be >= 0",
     }.items():
-        assert (
-            corner_maps.main(["--certify", f"--data-file={data}", "--workdir=/nowhere/x", flag])
-            == 2
-        )
+        assert main(["--certify", f"--data-file={data}", "--workdir=/nowhere/x", flag]) == 2
         assert message in capsys.readouterr().err

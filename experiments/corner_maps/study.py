@@ -5,9 +5,9 @@ For each classifier the pick list is the first `count` images (dataset order) th
 classifies right; `rpx.pixel_map` scans each batch of them (labels = the true labels,
 which equal the clean predictions) and the batch's `PixelMap.classes` (the predicted
 class of every (pixel, corner), int8 [B, H, W, 8]) is written to WORKDIR/NET/ as soon
-as the batch ends (`experiments.corner_batches`). A killed run loses at most the batch
+as the batch ends (`experiments.corner_maps.batches`). A killed run loses at most the batch
 in flight; the next run scans only the positions no file covers. Regions are applied
-afterwards, from the maps alone (`experiments.corner_regions`), so one scan answers the
+afterwards, from the maps alone (`experiments.corner_maps.regions`), so one scan answers the
 untargeted and all nine targeted one-pixel questions for every region at once.
 """
 
@@ -22,8 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 import rpx
-from experiments.corner_batches import BatchFolder, batches_of
-from experiments.grid import pick_samples
+from experiments.corner_maps.batches import BatchFolder, batches_of
+from experiments.grid.samples import pick_samples
 from experiments.images import ArrayImages
 
 CORNERS = 8  # the corners of the RGB colour cube [0, 255]^3, `rpx.pixel_map`'s default

@@ -14,9 +14,10 @@ import pytest
 
 import rpx
 import train
-from experiments import cifar, methods, scan_targets
-from experiments.cells import cell_key, other_classes
-from experiments.scan_targets import answers
+from experiments import cifar
+from experiments.grid import methods, scan_targets
+from experiments.grid.cells import cell_key, other_classes
+from experiments.grid.scan_targets import answers
 from experiments.store import record_key
 from rpx.pixel_map import corner_colors
 from tests.experiments.tiny import (

@@ -4,9 +4,9 @@
         --workdir=runs/corner-maps [--max-boxes=64 --search-steps=8 ...]
 
 For each classifier, the corner maps' pick list (its first N correctly classified
-images, `corner_study.pick_list`) is certified with `rpx.certify` over the whole image
+images, `study.pick_list`) is certified with `rpx.certify` over the whole image
 (untargeted, labels = the maps' labels, every colour of [0, 255]^3), batch by batch into
-WORKDIR/NET/cert-{start:05d}-{stop:05d}.npz (`corner_batches.BatchFolder(folder,
+WORKDIR/NET/cert-{start:05d}-{stop:05d}.npz (`batches.BatchFolder(folder,
 "cert")`: written atomically; a re-run certifies only the positions no file covers):
 
   index int32 [B], label int32 [B]          dataset indices and labels, as in the maps
@@ -18,7 +18,7 @@ WORKDIR/NET/cert-{start:05d}-{stop:05d}.npz (`corner_batches.BatchFolder(folder,
 
 Batch files of other images (another pick list), other weights (parameter digest) or
 other knobs are refused before anything is certified. `read` gives them back;
-`corner_cert_analysis` sets them beside the maps.
+`cert_analysis` sets them beside the maps.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import numpy as np
 from tqdm import tqdm
 
 import rpx
-from experiments.corner_batches import BatchFolder, batches_of
-from experiments.corner_study import pick_list
+from experiments.corner_maps.batches import BatchFolder, batches_of
+from experiments.corner_maps.study import pick_list
 from rpx.certification import bounds, branch
 
 PREFIX = "cert"
