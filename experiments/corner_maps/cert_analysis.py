@@ -64,7 +64,7 @@ def compare(certs, classes, labels, regions: dict, de_rows: dict | None = None) 
             fooled_a = (certs.fooled & regions[a]).any((1, 2))
             fooled_b = (certs.fooled & regions[b]).any((1, 2))
             question[f"{a}-{b}"] = dict(
-                any_colour=corner_exact.paired(fooled_a, fooled_b),
+                any_colour=exact.paired(fooled_a, fooled_b),
                 exact=not (out[a]["undecided_images"] or out[b]["undecided_images"]),
             )
     batches = certs.batches
