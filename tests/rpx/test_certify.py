@@ -245,8 +245,8 @@ def test_on_the_shipped_nets_no_safe_pixel_falls_to_a_colour_within_the_radius(n
     apply, variables, _ = load_parts(os.path.join(ASSETS, f"cifar10_{net}"))
     data = np.load(os.path.join(ASSETS, "cifar10_test_sample100.npz"))
     images, labels = data["image"][:1], data["label"][:1].astype(np.int32)
-    # Two pixels: the cost is tracing and compiling the bound programs for the net (about
-    # 30 CPU s whatever the region), not the pixels; both are proved on all three nets.
+    # Two pixels, both proved on all three nets: most of the cost is tracing and compiling
+    # the net's bound programs (about 30 CPU s per net), each pixel adds bound passes.
     region = np.zeros((32, 32), bool)
     region[12, 12:14] = True
     cert = rpx.certify(
