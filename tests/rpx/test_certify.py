@@ -239,26 +239,28 @@ def test_the_gradient_search_finds_a_colour_inside_the_corners_hull():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("net", ["compact_fast", "allconv", "nin"])
-def test_on_the_shipped_nets_no_safe_pixel_falls_to_random_colours(net):
+def test_on_the_shipped_nets_no_safe_pixel_falls_to_a_colour_within_the_radius(net):
     from train.checkpoint import load_parts
 
     apply, variables, _ = load_parts(os.path.join(ASSETS, f"cifar10_{net}"))
     data = np.load(os.path.join(ASSETS, "cifar10_test_sample100.npz"))
     images, labels = data["image"][:1], data["label"][:1].astype(np.int32)
+    # Two pixels, both proved on all three nets: most of the cost is tracing and compiling
+    # the net's bound programs (about 30 CPU s per net), each pixel adds bound passes.
     region = np.zeros((32, 32), bool)
-    region[12:14, 12:15] = True
+    region[12, 12:14] = True
     cert = rpx.certify(
         apply, images, labels, region, params=variables, radius=2, max_boxes=64,
         search_steps=4, progress=False,
     )  # fmt: skip
     safe = np.argwhere(np.asarray(cert.safe)[0])
     assert len(safe), "nothing proved: the test would check nothing"
-    rng = np.random.default_rng(0)
     run = jax.jit(apply)
+    offsets = np.array(list(itertools.product(range(-2, 3), repeat=3)))  # all 125 colours
     for r, c in safe:
         clean = images[0, r, c].astype(np.int32)
-        colors = np.clip(clean + rng.integers(-2, 3, (200, 3)), 0, 255)
-        x = np.repeat(images, 200, 0)
+        colors = np.clip(clean + offsets, 0, 255)
+        x = np.repeat(images, len(colors), 0)
         x[:, r, c] = colors
         predicted = np.asarray(run(variables, jnp.asarray(x, jnp.float32))).argmax(1)
         assert (predicted == labels[0]).all()

@@ -432,7 +432,7 @@ def random_cnns(draw):
     return tuple(specs), head, draw(st.integers(0, 10**6)), image_size
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(random_cnns(), st.booleans())
 def test_random_cnns_equal_full_pass(net, uint8):
     specs, head, seed, size = net

@@ -33,7 +33,7 @@ MODELS = _linear_models()
 
 
 @pytest.mark.slow
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=st.data(),
     shape=st.sampled_from(SHAPES),
@@ -128,7 +128,7 @@ DTYPE_RANGES = [
 
 
 @pytest.mark.slow
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=st.data(),
     dtype_range=st.sampled_from(DTYPE_RANGES),
