@@ -21,7 +21,7 @@ from experiments import store
 from experiments.corner_maps import cert_analysis, certify, exact, stats
 from experiments.corner_maps import de as corner_de
 from experiments.corner_maps import regions as corner_regions
-from experiments.corner_maps.batches import BatchFolder
+from experiments.corner_maps.batches import BatchFolder, span
 from experiments.corner_maps.study import mask_path
 from rpx import segment
 
@@ -97,10 +97,7 @@ def analyse(workdir: str, resamples: int = 2000, seed: int = 0, de=None) -> dict
             timing=dict(
                 batches=len(batches),
                 evaluations=int(sum(b["evaluations"] for b in batches)),
-                wall_seconds=float(sum(b["wall_seconds"] for b in batches)),
-                cpu_seconds=float(sum(b["cpu_seconds"] for b in batches)),
-                first_finished=min(b["finished"] for b in batches),
-                last_finished=max(b["finished"] for b in batches),
+                **span(batches),
             ),
             masks=dict(
                 foreground_fraction=_spread(foreground.mean((1, 2))),

@@ -49,6 +49,17 @@ class Maps:
         return len(self.index)
 
 
+def span(batches: list[dict]) -> dict:
+    """wall_seconds, cpu_seconds (summed) and first_finished, last_finished of batch
+    dicts (`Maps.batches`, `certify.Certs.batches`)."""
+    return dict(
+        wall_seconds=float(sum(b["wall_seconds"] for b in batches)),
+        cpu_seconds=float(sum(b["cpu_seconds"] for b in batches)),
+        first_finished=min(b["finished"] for b in batches),
+        last_finished=max(b["finished"] for b in batches),
+    )
+
+
 class BatchFolder:
     """The batch files `PREFIX-START-STOP.npz` of one classifier in `folder` (created on
     the first write); prefix "maps": the corner maps."""

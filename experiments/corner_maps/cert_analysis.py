@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from experiments.corner_maps import exact, stats
+from experiments.corner_maps.batches import span
 
 VALUE_RANGE = (0.0, 255.0)  # the corner study's colours
 
@@ -77,10 +78,7 @@ def compare(certs, classes, labels, regions: dict, de_rows: dict | None = None) 
         dataset_indices=certs.index.tolist(),
         timing=dict(
             batches=len(batches),
-            wall_seconds=float(sum(b["wall_seconds"] for b in batches)),
-            cpu_seconds=float(sum(b["cpu_seconds"] for b in batches)),
-            first_finished=min(b["finished"] for b in batches),
-            last_finished=max(b["finished"] for b in batches),
+            **span(batches),
             bound_passes=int(certs.bound_passes.sum()),
         ),
         settings=distinct,
