@@ -3,7 +3,7 @@
 `attack` validates the inputs (`rpx.checks`) and runs `fused_attack`, one jitted
 program: the slot machine (`rpx.slots`) asks the search (`rpx.search`: evosax's DE by
 default, Sparse-RS, or DE seeded by the corner scan) for a population of every live
-image, evaluates it in chunks (`rpx.evaluate`), scores it (`rpx.fitness`) and tells the
+image, evaluates and scores it in chunks (`rpx.evaluate`) and tells the
 search, until every image has succeeded or spent its budget; `finish` confirms the
 best candidates with one full pass of predict and builds the `AttackResult`. Images
 that have succeeded (or whose region is empty) no longer cost model evaluations.
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rpx import checks, encoding, evaluate, fitness, regions, slots
+from rpx import checks, encoding, evaluate, regions, slots
 from rpx.config import AttackConfig, resolve
 
 
@@ -161,7 +161,7 @@ def finish(ctx: slots.Context, params, inputs: slots.Inputs, state: slots.State,
     classify = functools.partial(ctx.evaluator.classify, params)
     pixels = adversarial.astype(jnp.float32)
     probs = evaluate.classify_in_chunks(classify, pixels, ctx.evaluator.chunk)
-    _, hit = fitness.score_and_hit(probs, inputs.label, inputs.goal, ctx.targeted)
+    _, hit = evaluate.score_and_hit(probs, inputs.label, inputs.goal, ctx.targeted)
     return AttackResult(
         success=hit & found,
         adversarial=adversarial,

@@ -25,7 +25,7 @@ from jax.sharding import Mesh, PartitionSpec
 from rpx import checks, slots
 from rpx.attack import AttackResult, finish
 from rpx.config import AttackConfig, resolve
-from rpx.search.base import where_rows
+from rpx.search import where_rows
 
 AXIS = "slots"
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from rpx import checks, evaluate, fitness, regions
+from rpx import checks, evaluate, regions
 from rpx.config import AttackConfig
 
 
@@ -175,7 +175,7 @@ def fused_pixel_map(ev, params, images, labels, region, target, colors) -> Pixel
             probs = ev.probs(
                 params, pixels, cache, image, flat[:, None], colors[color][:, None], changed
             )
-            s, hit_t = fitness.score_and_hit(probs, labels[image], goal[image], targeted)
+            s, hit_t = evaluate.score_and_hit(probs, labels[image], goal[image], targeted)
             predicted = jnp.where(jnp.isfinite(s), jnp.argmax(probs, axis=-1), -1)
             # Padding rows past the last triple get an out-of-bounds image and are dropped.
             row = jnp.where(t < ends[-1], image, n)
@@ -193,12 +193,12 @@ def fused_pixel_map(ev, params, images, labels, region, target, colors) -> Pixel
     )
     score, hit, classes = evaluate.over_chunks(ends[-1], ev.chunk, run, out)
 
-    best = jnp.argmin(fitness.rank(score, hit), axis=-1)
+    best = jnp.argmin(evaluate.rank(score, hit), axis=-1)
     allowed = region.reshape(n, h * w)
     best_score = jnp.take_along_axis(score, best[..., None], axis=-1)[..., 0]
     best_color = jnp.where(allowed[..., None], colors[best], jnp.nan)
     return PixelMap(
-        fitness=jnp.where(allowed, fitness.value(best_score, targeted), jnp.nan).reshape(n, h, w),
+        fitness=jnp.where(allowed, evaluate.value(best_score, targeted), jnp.nan).reshape(n, h, w),
         fooled=(hit.any(-1) & allowed).reshape(n, h, w),
         best_color=best_color.reshape(n, h, w, c),
         classes=classes.reshape(n, h, w, m),

@@ -7,7 +7,7 @@ gives them: all randomness of image i at population g derives from (key, i, g).
 
 `step` asks the search (`rpx.search`: DE, Sparse-RS, DE after a corner scan; chosen
 statically from the config, one per Context) for a population of every active slot,
-evaluates it (`rpx.evaluate`), scores it (`rpx.fitness`), keeps each slot's best and
+evaluates and scores it (`rpx.evaluate`), keeps each slot's best and
 tells the search. It never looks at which search runs: a search's warm-up phase (the
 scan) shows only as `warming` slots, whose steps count their own queries and no
 population. Live slots are compacted to the front and only chunks holding their
@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rpx import encoding, evaluate, fitness, search
+from rpx import encoding, evaluate, search
 from rpx.config import AttackConfig
-from rpx.search.base import Told, row
+from rpx.search import Told, row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,13 +183,13 @@ def step(ctx: Context, params, key, inputs: Inputs, state: State) -> State:
     genes, proposal = ctx.search.ask(keys, inputs.lookup, state.search, state)
 
     probs = classify(ctx, params, inputs, genes, on)
-    score, hit = fitness.score_and_hit(
+    score, hit = evaluate.score_and_hit(
         probs, inputs.label[:, None], inputs.goal[:, None], ctx.targeted
     )
     score = jnp.where(on[:, None], score, jnp.inf)
     hit = hit & on[:, None]
 
-    m = jnp.argmin(fitness.rank(score, hit), axis=1)
+    m = jnp.argmin(evaluate.rank(score, hit), axis=1)
     hit_m = jnp.take_along_axis(hit, m[:, None], axis=1)[:, 0]
     score_m = jnp.take_along_axis(score, m[:, None], axis=1)[:, 0]
     # Without a finite best yet, the chosen candidate is taken anyway (it is reported
@@ -203,7 +203,7 @@ def step(ctx: Context, params, key, inputs: Inputs, state: State) -> State:
     search_state, counted, warmed = ctx.search.tell(told, proposal, state.search)
     evaluated = state.evaluated + searching
     queries = state.queries + jnp.where(warming, counted, searching * pop)
-    value = fitness.value(best_score, ctx.targeted)
+    value = evaluate.value(best_score, ctx.targeted)
     rows = jnp.arange(on.shape[0])
     # A warming slot keeps its best in the first column (the whole curve if its warm-up
     # succeeds); the initial population overwrites it. Out of range: dropped.

@@ -27,7 +27,7 @@ from evosax.algorithms.population_based import differential_evolution as evosax_
 from flax import struct
 
 from rpx import encoding
-from rpx.search import base
+from rpx.search import Told, nothing, where_rows
 
 STRATEGIES = ("best1bin", "rand1bin")
 # The largest float32 below 1 (genes lie in [0, 1)): (stratum + jitter) / P is capped
@@ -47,7 +47,7 @@ class State:
 
 @dataclasses.dataclass(frozen=True)
 class DE:
-    """The DE search over S slots (see `rpx.search.base` for the protocol).
+    """The DE search over S slots (see `rpx.search` for the protocol).
 
     config: the `AttackConfig` (population, generations, strategy, mutation, crossover,
     init); layout: the `encoding.Layout` (num_genes).
@@ -99,7 +99,7 @@ class DE:
         trial = jax.vmap(keep_in_bounds)(keys[:, 1], trial)
         return jnp.where(slots.fresh[:, None, None], initial, trial), None
 
-    def tell(self, told: base.Told, proposal, state: State):
+    def tell(self, told: Told, proposal, state: State):
         """evosax's init where the slot was fresh, its tell where live, else unchanged."""
         de, params = self.strategy()
         started = jax.vmap(de.init, (0, 0, 0, None))(
@@ -110,12 +110,12 @@ class DE:
         )
         fresh, live = told.slots.fresh, told.slots.live
         new = jax.tree.map(
-            lambda a, b, c: base.where_rows(fresh, a, base.where_rows(live, b, c)),
+            lambda a, b, c: where_rows(fresh, a, where_rows(live, b, c)),
             started,
             updated,
             state.de,
         )
-        return State(new), *base.nothing(told)
+        return State(new), *nothing(told)
 
 
 def make_strategy(

@@ -11,7 +11,7 @@ The scan's candidates are DE genes (one pixel, repeated in all k slots, so it ch
 one pixel): colour genes 0 and the largest float32 below 1 decode to lo and hi (exactly
 for integer images, within (hi - lo) * 2**-24 of hi for float ones), so the seeds are
 exactly the candidates the scan evaluated. `ScanFirst` is the scan as a warm-up phase
-of another search (`rpx.search.base`): the registry wraps DE in it for init="scan".
+of another search (`rpx.search`): the registry wraps DE in it for init="scan".
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rpx import encoding, fitness
-from rpx.search import base, de
+from rpx import encoding, evaluate
+from rpx.search import Told, de
 
 
 @struct.dataclass
 class State:
     """Per slot: at int32 [S], the next (pixel, corner) pair; genes float32 [S, P, G]
     (G = genes per pixel), the best single-pixel candidates so far, best first; keys
-    float32 [S, P], their `fitness.rank` (inf: none); inner: the seeded search's State."""
+    float32 [S, P], their `evaluate.rank` (inf: none); inner: the seeded search's State."""
 
     at: jax.Array
     genes: jax.Array
@@ -93,11 +93,11 @@ class ScanFirst:
         genes = jnp.where(warming[:, None, None], scan_genes, genes)
         return genes, (inner, singles, real, pairs)
 
-    def tell(self, told: base.Told, proposal, state: State):
+    def tell(self, told: Told, proposal, state: State):
         """The inner search told; the scan's top-P merged with the step's pairs."""
         inner, singles, real, pairs = proposal
         inner_state, _, _ = self.inner.tell(told, inner, state.inner)
-        scan_keys = jnp.where(real, fitness.rank(told.score, told.hit), jnp.inf)
+        scan_keys = jnp.where(real, evaluate.rank(told.score, told.hit), jnp.inf)
         return tell(state.replace(inner=inner_state), told.slots.warming, singles, scan_keys, pairs)
 
 
@@ -133,7 +133,7 @@ def tell(state: State, on, singles, keys, pairs) -> tuple[State, jax.Array, jax.
 
     Args:
       on: bool [S], the scanning slots. singles: float32 [S, P, G], the step's
-        single-pixel genes; keys: float32 [S, P], their `fitness.rank` (inf for
+        single-pixel genes; keys: float32 [S, P], their `evaluate.rank` (inf for
         padding); pairs: int32 [S], each slot's `total`.
 
     Returns:

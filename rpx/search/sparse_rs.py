@@ -14,7 +14,7 @@ uniformly from the pixels its candidates can pick (`rpx.encoding.search_pixel_ge
 so every proposal lies in the region. Candidates are genes decoded by
 `rpx.encoding.decode` with `Layout.corner_colors`: colour genes 0.25 and 0.75 stand
 for lo and hi. Nothing here knows about classifiers. `SparseRS` is the search the slot
-machine runs (`rpx.search.base`): the current set is the slot's best candidate so far
+machine runs (`rpx.search`): the current set is the slot's best candidate so far
 (the slot machine's best_genes), its State the numbers of that set's pixels; `tell`
 moves them to the step's best proposal where it became the best.
 """
@@ -30,7 +30,7 @@ import numpy as np
 from flax import struct
 
 from rpx import encoding
-from rpx.search import base, de
+from rpx.search import Told, de, nothing, row
 
 # Sparse-RS's L0 schedule (rs_attacks.py, p_selection): on iteration `it` of 10,000
 # (the budget rescaled to 10,000), the share is p_init / DIVISORS[number of THRESHOLDS
@@ -51,7 +51,7 @@ class State:
 
 @dataclasses.dataclass(frozen=True)
 class SparseRS:
-    """Sparse-RS over S slots (see `rpx.search.base` for the protocol).
+    """Sparse-RS over S slots (see `rpx.search` for the protocol).
 
     config: the `AttackConfig` (pixels, population, generations, p_init); layout: the
     `encoding.Layout` (with corner_colors).
@@ -90,10 +90,10 @@ class SparseRS:
         fresh = slots.fresh[:, None, None]
         return jnp.where(fresh, first, trial), jnp.where(fresh, first_ranks, ranks)
 
-    def tell(self, told: base.Told, ranks, state: State):
+    def tell(self, told: Told, ranks, state: State):
         """The best proposal's pixels where it became the slot's best."""
-        new = jnp.where(told.better[:, None], base.row(ranks, told.best), state.ranks)
-        return State(new), *base.nothing(told)
+        new = jnp.where(told.better[:, None], row(ranks, told.best), state.ranks)
+        return State(new), *nothing(told)
 
 
 def resample_counts(generations: int, p_init: float, pixels: int) -> np.ndarray:
