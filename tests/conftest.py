@@ -12,6 +12,10 @@ os.environ["XLA_FLAGS"] = " ".join(
     filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"])
 )
 
+# The suite runs in two worker processes (pyproject's addopts): on an accelerator neither
+# may take most of its memory up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
 import jax  # noqa: E402  (after XLA_FLAGS)
 
 
