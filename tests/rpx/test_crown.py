@@ -293,11 +293,11 @@ def test_back_substitution_skipped_only_far_from_a_proof(monkeypatch):
 
     monkeypatch.setattr(bounds, "program", counted)
     whole = rpx.certify(predict, images, labels, region, max_boxes=1, search_steps=0,
-                        progress=False)  # fmt: skip
+                        chunk_size=16, progress=False)  # fmt: skip
     assert calls and not any(use for use, _ in calls)
     assert not np.asarray(whole.safe).any()
     calls.clear()
     near = rpx.certify(predict, images, labels, region, radius=1, max_boxes=1, search_steps=0,
-                       progress=False)  # fmt: skip
+                       chunk_size=16, progress=False)  # fmt: skip
     assert any(use for use, _ in calls)
     assert np.asarray(near.safe).any()
