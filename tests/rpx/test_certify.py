@@ -105,7 +105,7 @@ def test_every_pixel_matches_brute_force_over_all_colours(targeted):
     region[2, :, :4] = True
     cert = rpx.certify(
         predict, images, labels, region, target=target, value_range=(0, 7),
-        max_boxes=10_000, search_steps=0, progress=False,
+        max_boxes=10_000, search_steps=0, chunk_size=32, progress=False,
     )  # fmt: skip
     truth = brute_force(predict, images, labels, target) & region
     assert (np.asarray(cert.fooled) == truth).all()

@@ -212,7 +212,7 @@ def test_certify_with_crown_matches_brute_force(kind, targeted, monkeypatch):
 
     monkeypatch.setattr(bounds, "program", counted)
     cert = rpx.certify(predict, images, labels, target=target, value_range=(0, high),
-                       max_boxes=4096, search_steps=0, progress=False)  # fmt: skip
+                       max_boxes=4096, search_steps=0, chunk_size=32, progress=False)  # fmt: skip
     truth = _truth(predict, images, target if targeted else labels, targeted, high)
     assert not np.asarray(cert.undecided).any()
     np.testing.assert_array_equal(np.asarray(cert.fooled), truth)
