@@ -51,11 +51,11 @@ FULL = dict(
     images=500,
     batch=64,
     de_images=100,
-    de_batch=100,
     population=400,
     generations=100,
     knobs=[],
     bench_images=8,
+    bench_flags=[],
     cert_images=4,
     nets=NETS,
 )
@@ -65,11 +65,11 @@ SMOKE = dict(
     train_limit=512,
     images=2,
     batch=2,
-    de_images=2,
-    de_batch=2,
+    de_images=1,
     population=8,
     generations=2,
     bench_images=1,
+    bench_flags=["--repeats=1", "--candidates=64"],
     cert_images=1,
     nets=("compact_fast",),
     knobs=["--max-boxes=1", "--search-starts=0", "--search-steps=0"],
@@ -229,7 +229,7 @@ def _bench(args, size) -> dict:
     done = {}
     for net in size["nets"]:
         for script, extra in (
-            ("incremental_throughput", [f"--images={size['bench_images']}"]),
+            ("incremental_throughput", [f"--images={size['bench_images']}", *size["bench_flags"]]),
             ("certify_evaluation", [f"--images={size['cert_images']}", *size["knobs"]]),
         ):
             path = os.path.join(out, f"{net}-{script}.txt")

@@ -20,7 +20,7 @@ def test_the_smoke_run_goes_through_every_step_and_resumes(tmp_path):
     assert list(log) == ["train", "maps", "de", "bench", "certify", "report"]
     assert 0 <= log["train"]["outcome"]["exact_accuracy"] <= 1
     net = os.path.join(workdir, "corner-maps", "compact_fast")
-    assert sorted(os.listdir(net)) == ["cert-00000-00002.npz", "maps-00000-00002.npz"]
+    assert sorted(os.listdir(net)) == ["cert-00000-00001.npz", "maps-00000-00002.npz"]
     report = open(os.path.join(workdir, "corner-maps", "report.md")).read()
     assert "## One pixel of any colour" in report and "## DE at the paper's budget" in report
     bench = sorted(os.listdir(os.path.join(workdir, "gpu-bench")))
