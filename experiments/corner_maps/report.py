@@ -212,14 +212,14 @@ def _cert_section(nets: dict) -> list[str]:
                     "these regions (neither fooled nor proved robust)."
                 ),
             ]
-        for key, what in (
-            ("all", "all fooled pixels"),
-            ("no_corner_fools", "fooled pixels where no corner fools"),
-        ):
-            w = c["witnesses"][key]
-            lines.append("")
-            lines.append(f"Witnesses, {what}: {w['pixels']}; {_where(w)}")
-        lines.append("")
+        w, beyond = c["witnesses"]["all"], c["witnesses"]["no_corner_fools"]
+        lines += [
+            "",
+            f"Witnesses: {w['pixels']} fooled pixels, {w['corner']} of them at a corner of "
+            f"the cube; at the {beyond['pixels']} fooled pixels where no corner fools: "
+            + _where(beyond),
+            "",
+        ]
     return lines
 
 
@@ -233,7 +233,7 @@ def _where(w: dict) -> str:
         d = w[key]
         if d:
             text += (
-                f"; {name} distance to the nearest corner of the others: mean "
+                f"; {name} distance to the nearest corner (of those not at one): mean "
                 f"{d['mean']:.1f}, median {d['median']:.1f}, max {d['max']:.1f}"
             )
     return text + "."
