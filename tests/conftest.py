@@ -20,9 +20,9 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # noqa: E402  (after XLA_FLAGS)
 
-# Many modules compile the same programs (the shipped nets' forward and bound passes, the
-# same small attacks): one persistent compilation cache per test session, shared by its
-# workers through the environment and removed at the end, compiles each once.
+# One persistent compilation cache per test session, shared by its workers through the
+# environment and removed at the end: a program compiled again (in a later module, after
+# the caches are cleared, or in the other worker) is read back instead of recompiled.
 CACHE_ENV = "RPX_TEST_COMPILATION_CACHE"
 
 
