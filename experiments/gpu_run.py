@@ -24,7 +24,8 @@ Steps, each a call into an existing command (a re-run skips or resumes what is d
 
 WORKDIR/gpu-run.json records each step's wall seconds and outcome. --smoke runs the
 same path on compact_fast at a tiny size (1 epoch on 512 training images, 2 images,
-DE 8 x 2, certify with the smallest budget, the bench on one net).
+DE 8 x 2, certify with the smallest budget, the bench on one net, its certify timing on
+the central 4 x 4 pixels in chunks of 16 boxes).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ FULL = dict(
     bench_images=8,
     bench_flags=[],
     cert_images=4,
+    cert_flags=[],
     nets=NETS,
 )
 SMOKE = dict(
@@ -71,6 +73,7 @@ SMOKE = dict(
     bench_images=1,
     bench_flags=["--repeats=1", "--candidates=64"],
     cert_images=1,
+    cert_flags=["--square=4", "--chunk-size=16"],
     nets=("compact_fast",),
     knobs=["--max-boxes=1", "--search-starts=0", "--search-steps=0"],
 )
@@ -230,7 +233,10 @@ def _bench(args, size) -> dict:
     for net in size["nets"]:
         for script, extra in (
             ("incremental_throughput", [f"--images={size['bench_images']}", *size["bench_flags"]]),
-            ("certify_evaluation", [f"--images={size['cert_images']}", *size["knobs"]]),
+            (
+                "certify_evaluation",
+                [f"--images={size['cert_images']}", *size["cert_flags"], *size["knobs"]],
+            ),
         ):
             path = os.path.join(out, f"{net}-{script}.txt")
             if os.path.exists(path):

@@ -9,9 +9,18 @@ import pytest
 
 # Tests compile many small XLA programs and run each briefly: a lower LLVM
 # optimisation level cuts CPU compile time about threefold (measured: 12 s -> 3.7 s
-# for one fused attack) and leaves the numerics as they are. Set before jax loads.
+# for one fused attack), and XLA's older CPU fusion emitters compile in about half the
+# time of the new ones (measured 2026-12-03, jaxlib 0.10.2: one planted-model attack
+# 2.5 s -> 1.1 s, tests/rpx/test_attack.py alone 132 s -> 83 s). Set before jax loads.
 os.environ["XLA_FLAGS"] = " ".join(
-    filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"])
+    filter(
+        None,
+        [
+            os.environ.get("XLA_FLAGS"),
+            "--xla_backend_optimization_level=0",
+            "--xla_cpu_use_fusion_emitters=false",
+        ],
+    )
 )
 
 # The suite runs in two worker processes (pyproject's addopts): on an accelerator neither
