@@ -1,7 +1,7 @@
 """rpx.certify's seconds per image with incremental against full candidate evaluation.
 
     python benchmarks/certify_evaluation.py --model allconv [--images 4] [--weights auto]
-        [--max-boxes 64 --search-starts 2 --search-steps 8 --chunk-size 256] [--square 32]
+        [--max-boxes 64 --search-starts 2 --search-steps 8 --chunk-size 256] [--square N]
 
 One process per net, as `incremental_throughput.py` (whose `classifier` loads the shipped
 checkpoint or random weights). The first image of the committed CIFAR-10 test sample is
