@@ -204,13 +204,18 @@ def clean_cache(plan: Plan, images, params=None) -> tuple:
     images = jnp.asarray(images)
     if images.ndim != 4 or tuple(images.shape[1:]) != plan.image_shape:
         raise ValueError(f"images must be [N, *{plan.image_shape}], got shape {images.shape}")
-    leaves = _param_leaves(plan, params)
+    return _clean_cache(plan, list(plan.jaxpr.consts), _param_leaves(plan, params), images)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _clean_cache(plan: Plan, consts: list, leaves: list, images) -> tuple:
+    """clean_cache as one program per plan and shape (op by op, the interpreter under vmap
+    dispatched dozens of tiny programs per call)."""
     wanted = {key for key, _ in plan.entries}
 
     def one(image):
         found: dict = {}
-        args = list(plan.jaxpr.consts) + leaves + [image[None]]
-        interpreter.run_clean(plan.jaxpr.jaxpr, args, wanted, found)
+        interpreter.run_clean(plan.jaxpr.jaxpr, consts + leaves + [image[None]], wanted, found)
         return tuple(
             jnp.pad(found[key], entry.pads, constant_values=entry.pad_value)
             for (key, _), entry in plan.entries.items()
