@@ -48,12 +48,42 @@ def pytest_unconfigure(config):
         shutil.rmtree(config._rpx_cache, ignore_errors=True)
 
 
+def pytest_collection_modifyitems(items):
+    """Modules of slow tests first (all slow, then some), the rest in collection order:
+    with pyproject's `--dist loadfile --no-loadscope-reorder` the longest modules start
+    first, so no worker is left running one of them alone at the end."""
+
+    def module(item):
+        return item.nodeid.split("::")[0]
+
+    slow: dict = {}
+    for item in items:
+        slow.setdefault(module(item), []).append(item.get_closest_marker("slow") is not None)
+    rank = {m: (not all(s), not any(s)) for m, s in slow.items()}
+    items.sort(key=lambda item: rank[module(item)])  # stable: order within a rank kept
+
+
+# Compiled programs are dropped only once a worker holds this many memory mappings.
+MAX_MAPPINGS = 30_000
+
+
+def _mappings() -> int:
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:  # not Linux: drop them after every module
+        return MAX_MAPPINGS
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
-    """Drop jax's compiled programs after each test module. Every compiled XLA program
-    keeps memory mappings of its code; over the whole suite they grew past the kernel's
-    vm.max_map_count (65,530 by default: measured 65,459 mappings when it happened) and
-    the next compile segfaulted inside LLVM when its mmap failed."""
+    """Drop jax's compiled programs once they hold many memory mappings. Every compiled
+    XLA program keeps memory mappings of its code; over the whole suite they grew past the
+    kernel's vm.max_map_count (65,530 by default: measured 65,459 mappings when it
+    happened) and the next compile segfaulted inside LLVM when its mmap failed. Kept
+    until then, programs (and the small ones behind eager jnp calls) compiled by one
+    module serve the next."""
     yield
-    jax.clear_caches()
-    gc.collect()
+    if _mappings() >= MAX_MAPPINGS:
+        jax.clear_caches()
+        gc.collect()
