@@ -2,8 +2,6 @@
 
 import gc
 import os
-import shutil
-import tempfile
 
 import pytest
 
@@ -28,24 +26,6 @@ os.environ["XLA_FLAGS"] = " ".join(
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # noqa: E402  (after XLA_FLAGS)
-
-# One persistent compilation cache per test session, shared by its workers through the
-# environment and removed at the end: a program compiled again (in a later module, after
-# the caches are cleared, or in the other worker) is read back instead of recompiled.
-CACHE_ENV = "RPX_TEST_COMPILATION_CACHE"
-
-
-def pytest_configure(config):
-    if not hasattr(config, "workerinput") and CACHE_ENV not in os.environ:
-        os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="rpx-test-xla-")
-        config._rpx_cache = os.environ[CACHE_ENV]
-    jax.config.update("jax_compilation_cache_dir", os.environ[CACHE_ENV])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-
-
-def pytest_unconfigure(config):
-    if getattr(config, "_rpx_cache", None):
-        shutil.rmtree(config._rpx_cache, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items):
