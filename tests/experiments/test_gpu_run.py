@@ -11,7 +11,10 @@ pytestmark = pytest.mark.slow  # several minutes on the 2-core CPU
 
 
 @pytest.mark.skipif(not os.path.isdir(gpu_run.SHARED), reason="no ../shared/data")
-def test_the_smoke_run_goes_through_every_step_and_resumes(tmp_path):
+def test_the_smoke_run_goes_through_every_step_and_resumes(tmp_path, monkeypatch):
+    # Not the corner study's figures (11 s of this run, drawn three times): they are
+    # tested in tests/experiments/corner_maps/test_main.py and test_de.py.
+    monkeypatch.setattr("experiments.corner_maps.report.figures", lambda *a: [])
     workdir, data = str(tmp_path / "w"), str(tmp_path / "data")
     argv = [f"--workdir={workdir}", f"--data-dir={data}", "--smoke"]
     assert gpu_run.main(argv) == 0
