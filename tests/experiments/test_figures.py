@@ -8,6 +8,8 @@ from experiments import figures
 from tests.experiments.test_tables import rec
 from tests.rpx.test_plots import cyan, read
 
+pytestmark = pytest.mark.figures
+
 
 def test_target_count_bars(tmp_path):
     shares = {

@@ -59,6 +59,7 @@ def argv(folder, workdir, *extra):
     ]
 
 
+@pytest.mark.figures
 def test_imagenet_end_to_end_and_rerun(tmp_path, folder, monkeypatch):
     monkeypatch.setattr(train, "load_classifier", lambda w: (tiny_predict(CLASSES), {}))
     workdir = str(tmp_path / "w")
