@@ -2,7 +2,9 @@
 
 import json
 import os
+import shutil
 
+import numpy as np
 import pytest
 
 from experiments import gpu_run
@@ -10,13 +12,36 @@ from experiments import gpu_run
 pytestmark = pytest.mark.slow  # several minutes on the 2-core CPU
 
 
+def _tiny_shared_data(path: str, train: int = 512, test: int = 200) -> str:
+    """../shared/data with its JPEG packs cut to evenly spaced images (the packs are
+    sorted by class): its own decode.py decodes them in a second instead of 10 s, and
+    the epoch's evaluation reads 200 images instead of 10,000."""
+    os.makedirs(path)
+    for name in ("decode.py", "cifar10-test-first932.npz"):
+        shutil.copy(os.path.join(gpu_run.SHARED, name), path)
+    for split, count in (("train", train), ("test", test)):
+        with np.load(os.path.join(gpu_run.SHARED, f"cifar10-jpeg-{split}.npz")) as d:
+            jpeg, offsets, label = d["jpeg"], d["offsets"], d["label"]
+        keep = np.linspace(0, len(label) - 1, count).astype(int)
+        parts = [jpeg[offsets[i] : offsets[i + 1]] for i in keep]
+        np.savez(
+            os.path.join(path, f"cifar10-jpeg-{split}.npz"),
+            jpeg=np.concatenate(parts),
+            offsets=np.cumsum([0] + [len(p) for p in parts]),
+            label=label[keep],
+        )
+    return path
+
+
+@pytest.mark.xla_optimised
 @pytest.mark.skipif(not os.path.isdir(gpu_run.SHARED), reason="no ../shared/data")
 def test_the_smoke_run_goes_through_every_step_and_resumes(tmp_path, monkeypatch):
     # Not the corner study's figures (11 s of this run, drawn three times): they are
     # tested in tests/experiments/corner_maps/test_main.py and test_de.py.
     monkeypatch.setattr("experiments.corner_maps.report.figures", lambda *a: [])
     workdir, data = str(tmp_path / "w"), str(tmp_path / "data")
-    argv = [f"--workdir={workdir}", f"--data-dir={data}", "--smoke"]
+    shared = _tiny_shared_data(str(tmp_path / "shared"))
+    argv = [f"--workdir={workdir}", f"--data-dir={data}", f"--shared-data={shared}", "--smoke"]
     assert gpu_run.main(argv) == 0
     with open(os.path.join(workdir, "gpu-run.json")) as f:
         log = json.load(f)

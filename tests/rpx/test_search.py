@@ -88,14 +88,16 @@ def test_evosax_still_has_the_private_de_interface_the_override_relies_on():
         search.check_evosax.__wrapped__()
     except RuntimeError as error:
         pytest.fail(f"evosax {version}: {error}")
-    # evosax's public ask must run the override: its trial equals the override's own.
+    # evosax's public ask must run the override: its trial equals the override's own (up
+    # to float rounding: one side is compiled, and at XLA's default optimisation level
+    # 5 of the 24 genes differed in the last bit; evosax's own trial would differ wholly).
     de, params = search.make_strategy(3, 8, "best1bin", (0.5, 1.0), 0.7)
     genes = jax.random.uniform(jax.random.key(1), (8, 3))
     state = de.init(jax.random.key(0), genes, jnp.arange(8.0), params)
     public, _ = de.ask(jax.random.key(2), state, params)
     own, _ = search.SkipSamplingDE._ask(de, jax.random.key(2), state, params)
-    np.testing.assert_array_equal(
-        public, own, err_msg=f"evosax {version}: DifferentialEvolution.ask bypasses _ask"
+    np.testing.assert_allclose(
+        public, own, rtol=1e-6, err_msg=f"evosax {version}: DifferentialEvolution.ask bypasses _ask"
     )
 
 

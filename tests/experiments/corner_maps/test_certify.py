@@ -68,6 +68,7 @@ def _argv(data, workdir, *extra):
     ]
 
 
+@pytest.mark.xla_optimised
 def test_certify_resumes_refuses_foreign_batches_and_reports(setup, monkeypatch, capsys):
     folder, data, images, labels, predict = setup
     workdir = str(folder / "w")

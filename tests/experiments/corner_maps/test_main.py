@@ -64,6 +64,7 @@ def _maps(workdir):
     return out
 
 
+@pytest.mark.xla_optimised
 def test_a_killed_run_resumes_without_redoing_batches(mock, tmp_path, monkeypatch, capsys):
     data, images, labels, predict = mock
     whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
