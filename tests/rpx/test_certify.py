@@ -242,8 +242,11 @@ def test_the_gradient_search_finds_a_colour_inside_the_corners_hull():
     assert not bool(blind.fooled[0, 2, 2]) and bool(blind.undecided[0, 2, 2])
 
 
+# The paper's two CIFAR nets (strided convolutions; max and average pools). compact_fast's
+# BatchNorm and dense head are bounded against sampled colours in test_crown.py: its proofs
+# here took 12 s of the suite (2026-12-04) for no layer kind that test leaves out.
 @pytest.mark.slow
-@pytest.mark.parametrize("net", ["compact_fast", "allconv", "nin"])
+@pytest.mark.parametrize("net", ["allconv", "nin"])
 def test_on_the_shipped_nets_no_safe_pixel_falls_to_a_colour_within_the_radius(net):
     from train.checkpoint import load_parts
 
