@@ -93,7 +93,7 @@ def compare(maps_workdir: str, de_workdirs, resamples: int = 2000, seed: int = 0
                     f"{maps_workdir} do not cover"
                 )
             pos = np.array([where[int(i)] for i in index])
-            mask = regions.regions(cache[index], index, seed)[region]
+            mask = regions.region(region, cache[index], index, seed)
             fooling = stats.fooling_pixels(maps.classes[pos], maps.label[pos], mask)
             out[net][region] = _compare_region(
                 net, region, [records[int(i)] for i in index], fooling.any((1, 2)), fooling,

@@ -49,6 +49,15 @@ REGIONS = (
 )
 PAPER_REGIONS = REGIONS[:3]  # the regions of the paper's Table II
 _SQUARE = np.ones((3, 3), np.uint8)
+# The dilation (pixels) of the foreground each region is read from.
+_DILATION = {
+    "foreground+1": 1,
+    "foreground+2": 2,
+    "background-1": 1,
+    "background-2": 2,
+    "ring": 2,
+    "ring-sized blob": 2,
+}
 
 
 def dilate(foreground, pixels: int) -> np.ndarray:
@@ -94,23 +103,26 @@ def blob(allowed, size: int, rng) -> np.ndarray:
     if sizes.max() < size:
         return labels == int(np.argmax(sizes))
     start = int(rng.choice(np.flatnonzero(sizes[labels.ravel()] >= size)))
-    out.flat[start] = True
-    frontier: list[int] = []
-    seen = {start}
-    grown = 1
+    # Plain Python lists over the flat image: the loop draws one number per pixel.
+    ok = allowed.ravel().tolist()
+    seen = bytearray(h * w)
+    seen[start] = 1
+    picked, frontier = [start], []
+    draw = rng.integers
     while True:
         i, j = divmod(start, w)
-        for a, b in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)):
-            if 0 <= a < h and 0 <= b < w and allowed[a, b] and a * w + b not in seen:
-                seen.add(a * w + b)
-                frontier.append(a * w + b)
-        if grown == size:
+        for at, inside in ((start - w, i > 0), (start + w, i < h - 1), (start - 1, j > 0),
+                           (start + 1, j < w - 1)):  # fmt: skip
+            if inside and ok[at] and not seen[at]:
+                seen[at] = 1
+                frontier.append(at)
+        if len(picked) == size:
+            out.flat[picked] = True
             return out
-        k = int(rng.integers(len(frontier)))
+        k = int(draw(len(frontier)))
         frontier[k], frontier[-1] = frontier[-1], frontier[k]
         start = frontier.pop()
-        out.flat[start] = True
-        grown += 1
+        picked.append(start)
 
 
 def blobs(allowed, sizes, index, seed: int, stream: int) -> np.ndarray:
@@ -123,26 +135,37 @@ def blobs(allowed, sizes, index, seed: int, stream: int) -> np.ndarray:
     return out
 
 
+def region(name: str, foreground, index, seed: int = 0) -> np.ndarray:
+    """bool [N, H, W]: the region `name` (one of REGIONS) of the images with foreground
+    masks bool [N, H, W] and dataset indices `index` int [N]: the same masks `regions`
+    gives under that name, computing only this one."""
+    if name not in REGIONS:
+        raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {name!r}")
+    foreground = np.asarray(foreground, bool)
+    n, h, w = foreground.shape
+    if name == "original":
+        return np.ones_like(foreground)
+    if name in ("foreground", "background"):
+        return foreground.copy() if name == "foreground" else ~foreground
+    if name in ("centre prior", "outside centre"):
+        centre = np.broadcast_to(centre_prior(h, w), (n, h, w))
+        return centre.copy() if name == "centre prior" else ~centre
+    if name == "size-matched background":
+        return size_matched(foreground, index, seed)
+    if name == "background blob":
+        return blobs(~foreground, foreground.sum((1, 2)), index, seed, 1)
+    grown = dilate(foreground, _DILATION[name])
+    if name.startswith("foreground+"):
+        return grown
+    if name.startswith("background-"):
+        return ~grown
+    ring = grown & ~foreground
+    if name == "ring":
+        return ring
+    return blobs(~grown, ring.sum((1, 2)), index, seed, 2)  # ring-sized blob
+
+
 def regions(foreground, index, seed: int = 0) -> dict[str, np.ndarray]:
     """{name: bool [N, H, W]} for every name in REGIONS, from the foreground masks bool
     [N, H, W] of the images with dataset indices `index` int [N]."""
-    foreground = np.asarray(foreground, bool)
-    n, h, w = foreground.shape
-    grown = {k: dilate(foreground, k) for k in (1, 2)}
-    centre = np.broadcast_to(centre_prior(h, w), (n, h, w))
-    ring = grown[2] & ~foreground
-    return {
-        "original": np.ones_like(foreground),
-        "foreground": foreground,
-        "background": ~foreground,
-        "foreground+1": grown[1],
-        "foreground+2": grown[2],
-        "background-1": ~grown[1],
-        "background-2": ~grown[2],
-        "centre prior": centre.copy(),
-        "outside centre": ~centre,
-        "size-matched background": size_matched(foreground, index, seed),
-        "background blob": blobs(~foreground, foreground.sum((1, 2)), index, seed, 1),
-        "ring": ring,
-        "ring-sized blob": blobs(~grown[2], ring.sum((1, 2)), index, seed, 2),
-    }
+    return {name: region(name, foreground, index, seed) for name in REGIONS}

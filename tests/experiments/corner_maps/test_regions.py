@@ -65,3 +65,8 @@ def test_the_blob_and_ring_regions():
     np.testing.assert_array_equal(again["background blob"], r["background blob"][2:4])
     other = corner_regions.regions(foreground, index, seed=8)
     assert (other["background blob"] != r["background blob"]).any()
+    # One region alone (what the DE comparison reads) is the same as among all of them.
+    for name in ("background", "ring-sized blob"):
+        np.testing.assert_array_equal(corner_regions.region(name, foreground, index, 7), r[name])
+    with pytest.raises(ValueError, match="region must be one of .*got 'fg'"):
+        corner_regions.region("fg", foreground, index)
