@@ -281,18 +281,28 @@ def small_cnn():
 NHWC = ("NHWC", "HWIO", "NHWC")
 
 
+class _Decided(Exception):
+    """Raised once the attack has decided how it evaluates: no search needs to run."""
+
+
 def test_auto_takes_the_full_pass_when_the_slots_caches_exceed_the_budget(monkeypatch):
     # Every slot caches its image's clean activations: "auto" must keep their total
-    # within CACHE_BUDGET_BYTES (as one_pixel_probs and pixel_map do by grouping).
+    # within CACHE_BUDGET_BYTES (as one_pixel_probs and pixel_map do by grouping). The
+    # attack stops where its slots load their images (their caches, if any, computed):
+    # both evaluations' attacks are run to the end and compared in the tests below.
     predict = small_cnn()
     plan = rpx.incremental.analyse(predict, (16, 16, 3))
     assert plan.saves_work
     monkeypatch.setattr(rpx.evaluate, "CACHE_BUDGET_BYTES", 3 * plan.cache_bytes)
     cached = []
-    real = rpx.incremental.clean_cache
-    monkeypatch.setattr(
-        rpx.incremental, "clean_cache", lambda plan, x, p: cached.append(len(x)) or real(plan, x, p)
-    )
+    real = rpx.evaluate.Evaluator.cache
+
+    def cache(self, pixels, params=None):
+        real(self, pixels, params)
+        cached.append(len(pixels) if self.plan is not None else None)
+        raise _Decided
+
+    monkeypatch.setattr(rpx.evaluate.Evaluator, "cache", cache)
     images = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 3)).astype(np.uint8)
     labels = np.asarray(predict(jnp.asarray(images, jnp.float32))).argmax(-1).astype(np.int32)
     config = rpx.AttackConfig(population=8, generations=1)
@@ -301,18 +311,19 @@ def test_auto_takes_the_full_pass_when_the_slots_caches_exceed_the_budget(monkey
     def slots_cached(n, evaluation="auto", batch_size=None):
         cached.clear()
         cfg = dataclasses.replace(config, evaluation=evaluation)
-        if batch_size is None:
-            rpx.attack(predict, images[:n], labels[:n], config=cfg, key=key)
-        else:
-            rpx.run(predict, images, labels, config=cfg, key=key, batch_size=batch_size,
-                    progress=False)  # fmt: skip
-        return cached[:]
+        with pytest.raises(_Decided):
+            if batch_size is None:
+                rpx.attack(predict, images[:n], labels[:n], config=cfg, key=key)
+            else:
+                rpx.run(predict, images, labels, config=cfg, key=key, batch_size=batch_size,
+                        progress=False)  # fmt: skip
+        return cached[0]
 
-    assert slots_cached(3) == [3]  # three caches fit: incremental
-    assert slots_cached(4) == []  # four do not: the full pass
-    assert slots_cached(4, "incremental") == [4]  # asked for: kept, whatever the memory
-    assert slots_cached(4, batch_size=2) == [2]  # rpx.run: two slots fit
-    assert slots_cached(4, batch_size=4) == []
+    assert slots_cached(3) == 3  # three caches fit: incremental
+    assert slots_cached(4) is None  # four do not: the full pass
+    assert slots_cached(4, "incremental") == 4  # asked for: kept, whatever the memory
+    assert slots_cached(4, batch_size=2) == 2  # rpx.run: two slots fit
+    assert slots_cached(4, batch_size=4) is None
 
 
 def test_more_pixels_than_the_region_holds_reports_each_changed_pixel_once():
