@@ -24,8 +24,8 @@ Steps, each a call into an existing command (a re-run skips or resumes what is d
 
 WORKDIR/gpu-run.json records each step's wall seconds and outcome. --smoke runs the
 same path on compact_fast at a tiny size (1 epoch on 512 training images, 2 images,
-DE 8 x 2, certify with the smallest budget, the bench on one net, its certify timing on
-the central 4 x 4 pixels in chunks of 16 boxes).
+DE 8 x 2, certify with the smallest budget in chunks of 16 boxes, the bench on one net,
+its certify timing on the central 4 x 4 pixels).
 """
 
 from __future__ import annotations
@@ -73,9 +73,9 @@ SMOKE = dict(
     bench_images=1,
     bench_flags=["--repeats=1", "--candidates=64"],
     cert_images=1,
-    cert_flags=["--square=4", "--chunk-size=16"],
+    cert_flags=["--square=4"],
     nets=("compact_fast",),
-    knobs=["--max-boxes=1", "--search-starts=0", "--search-steps=0"],
+    knobs=["--max-boxes=1", "--chunk-size=16", "--search-starts=0", "--search-steps=0"],
 )
 
 
