@@ -5,6 +5,7 @@ pixel by pixel with brute force over every colour of small integer colour sets."
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -140,20 +141,24 @@ def test_crown_margins_below_sampled_margins_random_nets(kind, targeted):
     assert found[127.5][2]
 
 
-def test_crown_margins_below_sampled_margins_compact_fast():
-    apply, variables, _ = train.checkpoint.load_parts(os.path.join(ASSETS, "cifar10_compact_fast"))
+@functools.cache
+def compact_fast():
+    """The shipped compact_fast classifier, one `predict` for the module: its bound
+    programs, compiled for chunks of 16 boxes, serve both tests that use it."""
+    return train.load_classifier(os.path.join(ASSETS, "cifar10_compact_fast"))[0]
 
-    def predict(params, x):
-        return apply(params, x)
+
+def test_crown_margins_below_sampled_margins_compact_fast():
+    predict = compact_fast()
 
     def logits(x):
-        return jnp.log(predict(variables, jnp.asarray(x, jnp.float32)))
+        return jnp.log(predict(jnp.asarray(x, jnp.float32)))
 
     image = np.load(os.path.join(ASSETS, "cifar10_test_sample100.npz"))["image"][0]
     rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 32, (8, 2)).astype(np.int32)
-    found = _check_margins(predict, logits, image.astype(np.float32), variables, pixels,
-                           [0, 1, 4], False, rng, 64)  # fmt: skip
+    pixels = rng.integers(0, 32, (16, 2)).astype(np.int32)
+    found = _check_margins(predict, logits, image.astype(np.float32), None, pixels,
+                           [0, 1, 4], False, rng, 32)  # fmt: skip
     assert found[1][1] > found[1][0] and found[4][1] > found[4][0]
 
 
@@ -273,7 +278,7 @@ def test_back_substitution_skipped_only_far_from_a_proof(monkeypatch):
     """compact_fast: over the whole colour cube the forward margins lie orders of
     magnitude beyond CROWN's reach, so back-substitution is skipped (the pixels stay
     undecided); at radius 1 around the clean colours it runs and proves pixels."""
-    predict, _ = train.load_classifier(os.path.join(ASSETS, "cifar10_compact_fast"))
+    predict = compact_fast()
     data = np.load(os.path.join(ASSETS, "cifar10_test_sample100.npz"))
     images, labels = data["image"][:1], data["label"][:1].astype(np.int32)
     region = np.zeros((1, 32, 32), bool)
