@@ -229,9 +229,8 @@ def load_parts(workdir: str, step: int | None = None, dtype="float32", flip_tta:
         )
     with _unreadable(workdir, step):
         meta = read_meta(mngr, step)
-        model = models.module(meta["model"], meta["num_classes"], dtype=jnp.dtype(dtype))
-        shapes = jax.eval_shape(
-            lambda k: models.init_variables(model, k, meta["image_size"]), jax.random.key(0)
+        shapes = _variable_shapes(
+            meta["model"], meta["num_classes"], jnp.dtype(dtype).name, meta["image_size"]
         )
         # Restore onto the first local device whatever devices saved it (GPU -> CPU works).
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -262,6 +261,14 @@ def load_parts(workdir: str, step: int | None = None, dtype="float32", flip_tta:
         "flip_tta": flip_tta,
     }
     return apply, variables, info
+
+
+@functools.cache
+def _variable_shapes(model_name: str, num_classes: int, dtype: str, image_size: int):
+    """The variables' shapes and dtypes of a model, traced once per model and size (every
+    load traced the model's initialisation again)."""
+    model = models.module(model_name, num_classes, dtype=jnp.dtype(dtype))
+    return jax.eval_shape(lambda k: models.init_variables(model, k, image_size), jax.random.key(0))
 
 
 @functools.cache
