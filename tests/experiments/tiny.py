@@ -1,6 +1,7 @@
 """A tiny CIFAR-shaped classifier, made-up data and workdir helpers for the experiment tests."""
 
 import contextlib
+import functools
 import os
 import subprocess
 import sys
@@ -11,11 +12,14 @@ import numpy as np
 import pytest
 
 
+@functools.cache
 def tiny_predict(num_classes=10, seed=0, scale=6.0, peak_scale=6.0):
     """float32 [B, 32, 32, 3] in [0, 255] -> probs [B, K]: a random linear map of 8x8
     block means plus, per class, the image's peak of a random colour direction, so one
     pixel of the right colour can lift a class (a one-pixel attack often, not always,
-    succeeds on the mock images)."""
+    succeeds on the mock images). One function per setting for the whole test process, so
+    every run of the same program on it compiles once: jax caches compiled programs by
+    function object."""
     k1, k2 = jax.random.split(jax.random.key(seed))
     w = jax.random.normal(k1, (48, num_classes)) * scale
     u = jax.random.normal(k2, (3, num_classes))
