@@ -1,6 +1,7 @@
 """Test-session settings shared by the whole suite."""
 
 import gc
+import json
 import os
 import sys
 
@@ -31,20 +32,62 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import jax  # noqa: E402  (after XLA_FLAGS)
 from jax._src import compiler as _compiler  # noqa: E402  (private: see _xla_optimised)
 
+# Seconds each test module took in a whole-suite run (two workers): the order in which
+# the modules are handed to the workers. Regenerate after large changes with
+# `python -m pytest --module-seconds=tests/module_seconds.json`; stale or missing entries
+# cost balance, never correctness.
+MODULE_SECONDS = os.path.join(os.path.dirname(__file__), "module_seconds.json")
+UNKNOWN_MODULE_SECONDS = 5.0
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--module-seconds",
+        metavar="PATH",
+        help="write each test module's seconds in this run to PATH (JSON), for conftest's order",
+    )
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::")[0]
+
 
 def pytest_collection_modifyitems(items):
-    """Modules of slow tests first (all slow, then some), the rest in collection order:
-    with pyproject's `--dist loadfile --no-loadscope-reorder` the longest modules start
-    first, so no worker is left running one of them alone at the end."""
+    """The longest modules first (by MODULE_SECONDS): with pyproject's `--dist loadfile
+    --no-loadscope-reorder` each worker takes the next module as it frees, so the run
+    ends on short modules and neither worker is left running a long one alone (an order
+    by markers left test_sparse_rs, 36 s, to run last)."""
+    try:
+        with open(MODULE_SECONDS) as f:
+            seconds = json.load(f)
+    except (OSError, ValueError):
+        seconds = {}
+    if not isinstance(seconds, dict):
+        seconds = {}
 
-    def module(item):
-        return item.nodeid.split("::")[0]
+    def key(item):
+        value = seconds.get(_module(item.nodeid), UNKNOWN_MODULE_SECONDS)
+        return -value if isinstance(value, (int, float)) else -UNKNOWN_MODULE_SECONDS
 
-    slow: dict = {}
-    for item in items:
-        slow.setdefault(module(item), []).append(item.get_closest_marker("slow") is not None)
-    rank = {m: (not all(s), not any(s)) for m, s in slow.items()}
-    items.sort(key=lambda item: rank[module(item)])  # stable: order within a rank kept
+    items.sort(key=key)  # stable: the order within a module is kept
+
+
+_seconds_spent: dict = {}
+
+
+def pytest_runtest_logreport(report):
+    """Setup, call and teardown seconds per module (in the controller, every worker's)."""
+    module = _module(report.nodeid)
+    _seconds_spent[module] = _seconds_spent.get(module, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    path = session.config.getoption("module_seconds")
+    if path and "PYTEST_XDIST_WORKER" not in os.environ:
+        ordered = dict(sorted(_seconds_spent.items(), key=lambda kv: -kv[1]))
+        with open(path, "w") as f:
+            json.dump({k: round(v, 1) for k, v in ordered.items()}, f, indent=1)
+            f.write("\n")
 
 
 # Compiled programs are dropped only once a worker holds this many memory mappings.
