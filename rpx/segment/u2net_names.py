@@ -46,8 +46,6 @@ def _torch_name(path: tuple) -> str:
 def _variable_shapes(model: U2Net) -> dict:
     """{Flax variable path: shape} of `model` (a frozen, hashable module), traced once per
     model: the trace of U^2-Net's init took 0.6 to 1.2 s of every load (CPU, 2026-12-04)."""
-    from flax import traverse_util
-
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
     return traverse_util.flatten_dict(jax.tree.map(lambda a: a.shape, shapes))
 
