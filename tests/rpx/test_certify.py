@@ -253,7 +253,7 @@ def test_on_the_shipped_nets_no_safe_pixel_falls_to_a_colour_within_the_radius(n
     apply, variables, _ = load_parts(os.path.join(ASSETS, f"cifar10_{net}"))
     data = np.load(os.path.join(ASSETS, "cifar10_test_sample100.npz"))
     images, labels = data["image"][:1], data["label"][:1].astype(np.int32)
-    # Two pixels, both proved on all three nets. Chunks of 4 boxes: the default 256 (at
+    # Two pixels, both proved on both nets. Chunks of 4 boxes: the default 256 (at
     # least 64 per call) would spend most of the time bounding padding (allconv, second
     # call: 4.1 s in chunks of 8, 1.7 s in chunks of 4, 2026-12-04).
     region = np.zeros((32, 32), bool)
