@@ -25,16 +25,6 @@ os.environ["XLA_FLAGS"] = " ".join(
     )
 )
 
-# Python's cyclic garbage collector, less often. A worker's heap grows over the suite
-# (jax's caches of traced and compiled programs), and every full collection walks all of
-# it: with the default thresholds (700, 10, 10) the two workers spent 18 s and 15 s of a
-# whole run in collections, 15 s and 12 s of it in 31 and 26 full ones (2026-12-04). With
-# these, tests/rpx/test_attack.py + test_certify.py spent 0.9 s instead of 5.8 s in the
-# collector at the same peak memory (2.2 GB). The suite's garbage is freed by reference
-# counting; what cycles hold is still collected by the younger generations, and in full
-# by `_release_compiled_programs` below.
-gc.set_threshold(50_000, 20, 1_000)
-
 # The suite runs in two worker processes (pyproject's addopts): on an accelerator neither
 # may take most of its memory up front.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
