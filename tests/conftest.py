@@ -1,5 +1,6 @@
 """Test-session settings shared by the whole suite."""
 
+import contextlib
 import gc
 import json
 import os
@@ -116,36 +117,50 @@ def _release_compiled_programs():
         gc.collect()
 
 
+@contextlib.contextmanager
+def _optimised_level():
+    """Programs compiled inside compile at XLA's default LLVM level (2) instead of the
+    suite's 0, in this process and in the subprocesses started inside. In this process
+    the level is a per-compile override of XLA_FLAGS, passed as `jax.jit(compiler_options=
+    ...)` passes one, through jax's private `get_compile_options`: should that change,
+    these programs compile unoptimised, run slower and as correct. Programs already
+    compiled at one level serve calls at the other."""
+    with pytest.MonkeyPatch.context() as patch:
+        suite = f"--xla_backend_optimization_level={SUITE_LEVEL}"
+        optimised_flag = f"--xla_backend_optimization_level={OPTIMISED_LEVEL}"
+        patch.setenv("XLA_FLAGS", os.environ["XLA_FLAGS"].replace(suite, optimised_flag))
+        compile_options = getattr(_compiler, "get_compile_options", None)
+        if compile_options is not None:
+
+            def optimised(*args, env_options_overrides=None, **kwargs):
+                overrides = {
+                    "xla_backend_optimization_level": OPTIMISED_LEVEL,
+                    **(env_options_overrides or {}),
+                }
+                return compile_options(*args, env_options_overrides=overrides, **kwargs)
+
+            patch.setattr(_compiler, "get_compile_options", optimised)
+        yield
+
+
+@pytest.fixture
+def xla_optimised_level():
+    """A context manager, for a test that optimises only some of its programs: those
+    compiled inside it compile as `xla_optimised` tests' programs do."""
+    return _optimised_level
+
+
 @pytest.fixture(autouse=True)
-def _xla_optimised(request, monkeypatch):
-    """Tests marked `xla_optimised` compile at XLA's default LLVM level (2) instead of the
-    suite's 0, in this process and in the subprocesses they start: their programs run
-    longer than they compile (bound passes of rpx.certify: corner_maps/test_certify.py's
-    resume test 17.4 s -> 7.7 s). In this process the level is a per-compile override of
-    XLA_FLAGS, passed as `jax.jit(compiler_options=...)` passes one, through jax's private
-    `get_compile_options`: should that change, these tests run unoptimised, slower and as
-    correct. Programs already compiled at one level serve tests of the other."""
+def _xla_optimised(request):
+    """Tests marked `xla_optimised` run inside `_optimised_level`: their programs run
+    longer than they compile (bound passes of rpx.certify on a CIFAR net: corner_maps/
+    test_certify.py's resume test 15.1 s at the suite's level, 7.4 s at level 2, -n 0,
+    2026-12-04)."""
     if request.node.get_closest_marker("xla_optimised") is None:
+        yield
         return
-    suite = f"--xla_backend_optimization_level={SUITE_LEVEL}"
-    monkeypatch.setenv(
-        "XLA_FLAGS",
-        os.environ["XLA_FLAGS"].replace(
-            suite, f"--xla_backend_optimization_level={OPTIMISED_LEVEL}"
-        ),
-    )
-    compile_options = getattr(_compiler, "get_compile_options", None)
-    if compile_options is None:
-        return
-
-    def optimised(*args, env_options_overrides=None, **kwargs):
-        overrides = {
-            "xla_backend_optimization_level": OPTIMISED_LEVEL,
-            **(env_options_overrides or {}),
-        }
-        return compile_options(*args, env_options_overrides=overrides, **kwargs)
-
-    monkeypatch.setattr(_compiler, "get_compile_options", optimised)
+    with _optimised_level():
+        yield
 
 
 @pytest.hookimpl(trylast=True)
